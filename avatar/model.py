@@ -1,0 +1,236 @@
+"""The trained avatar: Gaussians bound to an extended face mesh, its rig, camera and idle tracks.
+
+On disk an avatar is a folder:
+
+    avatar.json               format_version, name, camera, config, training stats, held-out metrics, parts
+    gaussians.safetensors     parent [N] int64, local_means [N,3], local_quats [N,4] (wxyz),
+                              local_log_scales [N,3], opacity_logits [N], colors [N,3]
+    rig.safetensors           neutral [478,3], expression_basis [K,478,3], faces [F,3] int64
+    tracks.safetensors        rotations [T,3,3], translations [T,3], expression_coeffs [T,K] of the training video
+    background.safetensors    plate [H,W,3] uint8
+
+The extended-mesh rig is rebuilt from `neutral` with `avatar.mesh.build_rig` on load (it is a pure function
+of the neutral shape); the saved `faces` must match it, which catches a topology change between versions.
+Loading validates every shape, dtype, range and finiteness and never unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from avatar.library import atomic_folder
+
+FORMAT_VERSION = 1
+NUM_LANDMARKS = 478
+GAUSSIAN_KEYS = ("parent", "local_means", "local_quats", "local_log_scales", "opacity_logits", "colors")
+
+
+@dataclass
+class CameraSpec:
+    """Pinhole intrinsics of the avatar's crop (pixels); the camera sits at the origin looking down +z."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def to_camera(self):
+        from render.camera import Camera
+
+        return Camera(self.fx, self.fy, self.cx, self.cy, self.width, self.height, torch.eye(4))
+
+    def scaled(self, width: int, height: int) -> "CameraSpec":
+        """The same view at another resolution (intrinsics scale with the image)."""
+        sx, sy = width / self.width, height / self.height
+        return CameraSpec(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
+
+    @staticmethod
+    def from_dict(data: dict) -> "CameraSpec":
+        try:
+            spec = CameraSpec(*(float(data[k]) for k in ("fx", "fy", "cx", "cy")), int(data["width"]), int(data["height"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"avatar.json camera is malformed: {error}") from None
+        values = (spec.fx, spec.fy, spec.cx, spec.cy)
+        if not all(math.isfinite(v) for v in values) or spec.fx <= 0 or spec.fy <= 0:
+            raise ValueError(f"avatar.json camera has invalid intrinsics {values}")
+        if not (8 <= spec.width <= 4096 and 8 <= spec.height <= 4096):
+            raise ValueError(f"avatar.json camera size {spec.width}x{spec.height} is out of range")
+        return spec
+
+
+@dataclass
+class Avatar:
+    """Everything needed to render the person: Gaussians (face-local), rig, camera, tracks, background."""
+
+    name: str
+    camera: CameraSpec
+    gaussians: dict[str, Tensor]  # GAUSSIAN_KEYS, see module docstring
+    neutral: Tensor  # [478, 3] head-frame neutral landmarks
+    expression_basis: Tensor  # [K, 478, 3]
+    faces: Tensor  # [F, 3] int64, extended mesh
+    rotations: Tensor  # [T, 3, 3] head pose of the training video (head frame -> camera)
+    translations: Tensor  # [T, 3]
+    expression_coeffs: Tensor  # [T, K]
+    background: Tensor  # [H, W, 3] uint8
+    fps: float
+    config: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        validate_avatar(self)
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.gaussians["parent"].shape[0])
+
+    @property
+    def num_expressions(self) -> int:
+        return int(self.expression_basis.shape[0])
+
+    def save(self, folder: Path) -> Path:
+        """Write the avatar folder atomically (a failure leaves any previous avatar there untouched)."""
+        validate_avatar(self)
+        folder = Path(folder)
+        with atomic_folder(folder) as staging:
+            save_file({k: self.gaussians[k].detach().contiguous().cpu() for k in GAUSSIAN_KEYS}, str(staging / "gaussians.safetensors"))
+            save_file(
+                {"neutral": self.neutral.float().contiguous(), "expression_basis": self.expression_basis.float().contiguous(),
+                 "faces": self.faces.long().contiguous()},
+                str(staging / "rig.safetensors"),
+            )
+            save_file(
+                {"rotations": self.rotations.float().contiguous(), "translations": self.translations.float().contiguous(),
+                 "expression_coeffs": self.expression_coeffs.float().contiguous()},
+                str(staging / "tracks.safetensors"),
+            )
+            save_file({"plate": self.background.contiguous()}, str(staging / "background.safetensors"))
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "name": self.name,
+                "camera": self.camera.__dict__,
+                "fps": self.fps,
+                "num_gaussians": self.num_gaussians,
+                "num_expressions": self.num_expressions,
+                "parts": self.parts,
+                "config": self.config,
+                "stats": self.stats,
+                "metrics": self.metrics,
+            }
+            (staging / "avatar.json").write_text(json.dumps(meta, indent=2, allow_nan=False))
+        return folder
+
+    @staticmethod
+    def load(folder: Path) -> "Avatar":
+        """Read and validate an avatar folder; raises FileNotFoundError or ValueError with a clear sentence."""
+        folder = Path(folder)
+        meta_path = folder / "avatar.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder} is not an avatar folder (no avatar.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{meta_path} is not valid JSON: {error}") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_path} must hold a JSON object")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{folder.name}: avatar format version {version!r} is not supported (this build reads {FORMAT_VERSION})")
+        tensors = {}
+        for file_name in ("gaussians", "rig", "tracks", "background"):
+            path = folder / f"{file_name}.safetensors"
+            if not path.is_file():
+                raise FileNotFoundError(f"avatar {folder.name} is incomplete: {path.name} is missing")
+            try:
+                tensors[file_name] = load_file(str(path))
+            except Exception as error:  # safetensors raises its own error types for corrupt headers
+                raise ValueError(f"avatar {folder.name}: {path.name} is corrupt ({error})") from None
+        try:
+            fps = float(meta["fps"])
+            name = str(meta["name"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{meta_path} lacks a valid field: {error}") from None
+        for key in ("neutral", "expression_basis", "faces"):
+            if key not in tensors["rig"]:
+                raise ValueError(f"avatar {folder.name}: rig.safetensors lacks '{key}'")
+        for key in ("rotations", "translations", "expression_coeffs"):
+            if key not in tensors["tracks"]:
+                raise ValueError(f"avatar {folder.name}: tracks.safetensors lacks '{key}'")
+        if "plate" not in tensors["background"]:
+            raise ValueError(f"avatar {folder.name}: background.safetensors lacks 'plate'")
+        return Avatar(
+            name=name,
+            camera=CameraSpec.from_dict(meta.get("camera") or {}),
+            gaussians=dict(tensors["gaussians"]),
+            neutral=tensors["rig"]["neutral"],
+            expression_basis=tensors["rig"]["expression_basis"],
+            faces=tensors["rig"]["faces"],
+            rotations=tensors["tracks"]["rotations"],
+            translations=tensors["tracks"]["translations"],
+            expression_coeffs=tensors["tracks"]["expression_coeffs"],
+            background=tensors["background"]["plate"],
+            fps=fps,
+            config=dict(meta.get("config") or {}),
+            stats=dict(meta.get("stats") or {}),
+            metrics=dict(meta.get("metrics") or {}),
+            parts=list(meta.get("parts") or []),
+        )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_float(name: str, tensor: Tensor, shape: tuple) -> None:
+    _require(isinstance(tensor, Tensor), f"avatar {name} must be a tensor")
+    _require(tensor.dtype in (torch.float32, torch.float64), f"avatar {name} must be float32, got {tensor.dtype}")
+    _require(tensor.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, tensor.shape)),
+             f"avatar {name} must have shape {tuple('?' if s is None else s for s in shape)}, got {tuple(tensor.shape)}")
+    _require(bool(torch.isfinite(tensor).all()), f"avatar {name} has NaN or infinite values")
+
+
+def validate_avatar(avatar: Avatar) -> None:
+    """Check shapes, dtypes, index ranges and finiteness of every tensor; ValueError names the first problem."""
+    _require(isinstance(avatar.name, str) and avatar.name != "", "avatar name must be a non-empty string")
+    _require(math.isfinite(avatar.fps) and 1 <= avatar.fps <= 240, f"avatar fps must be in [1, 240], got {avatar.fps}")
+    g = avatar.gaussians
+    missing = [k for k in GAUSSIAN_KEYS if k not in g]
+    _require(not missing, f"avatar Gaussians lack {missing}")
+    parent = g["parent"]
+    _require(parent.dtype == torch.int64 and parent.ndim == 1, f"avatar parent must be int64 [N], got {parent.dtype} {tuple(parent.shape)}")
+    n = int(parent.shape[0])
+    _require(n > 0, "avatar has no Gaussians")
+    _check_float("local_means", g["local_means"], (n, 3))
+    _check_float("local_quats", g["local_quats"], (n, 4))
+    _check_float("local_log_scales", g["local_log_scales"], (n, 3))
+    _check_float("opacity_logits", g["opacity_logits"], (n,))
+    _check_float("colors", g["colors"], (n, 3))
+    _check_float("neutral", avatar.neutral, (NUM_LANDMARKS, 3))
+    _check_float("expression_basis", avatar.expression_basis, (None, NUM_LANDMARKS, 3))
+    k = int(avatar.expression_basis.shape[0])
+    faces = avatar.faces
+    _require(faces.dtype == torch.int64 and faces.ndim == 2 and faces.shape[1] == 3 and faces.shape[0] > 0,
+             f"avatar faces must be int64 [F, 3], got {faces.dtype} {tuple(faces.shape)}")
+    _require(int(faces.min()) >= 0, "avatar faces have negative vertex indices")
+    _require(int(parent.min()) >= 0 and int(parent.max()) < faces.shape[0],
+             f"avatar parent triangle indices must be in [0, {faces.shape[0]}), got [{int(parent.min())}, {int(parent.max())}]")
+    _check_float("rotations", avatar.rotations, (None, 3, 3))
+    t = int(avatar.rotations.shape[0])
+    _require(t > 0, "avatar tracks are empty")
+    _check_float("translations", avatar.translations, (t, 3))
+    _check_float("expression_coeffs", avatar.expression_coeffs, (t, k))
+    bg = avatar.background
+    _require(bg.dtype == torch.uint8 and bg.ndim == 3 and bg.shape[2] == 3,
+             f"avatar background must be uint8 [H, W, 3], got {bg.dtype} {tuple(bg.shape)}")
+    _require(isinstance(avatar.camera, CameraSpec), "avatar camera must be a CameraSpec")
