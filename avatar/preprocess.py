@@ -1,0 +1,334 @@
+"""Selfie video or one photo -> `TrackedClip`: the tracked, rigged, cropped and matted training data.
+
+Stages (reported through tqdm and an optional `progress(stage, fraction)` callback):
+  probe -> track (decode at constant fps + FaceMesh, checks) -> rig (camera, pose, neutral, expression basis)
+  -> crop (second decode pass: head crop + selfie matte) -> background (plate) -> audio.
+Decoding twice keeps memory at the crop size: only the cropped frames of the whole clip are held.
+On disk a clip is a folder with `clip.safetensors` (arrays) and `clip.json` (metadata); nothing is pickled.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from avatar import matting, rig as rig_module, tracking, video
+from avatar.rig import HeadRig, Intrinsics, RigConfig
+from avatar.tracking import NUM_LANDMARKS, TrackingConfig
+
+FORMAT_VERSION = 1
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Options for preprocessing (saved with the clip)."""
+
+    fps: float = 25.0
+    max_seconds: float | None = None  # only the first seconds of the video (None = all)
+    min_seconds: float = video.MIN_VIDEO_SECONDS
+    audio_sample_rate: int = 16000
+    tracking: TrackingConfig = TrackingConfig()
+    rig: RigConfig = RigConfig()
+    crop: matting.CropConfig = matting.CropConfig()
+
+
+@dataclass
+class TrackedClip:
+    """Training data for one avatar. Pixel arrays are in the head crop (camera = `camera`, already cropped);
+    3D arrays follow `avatar.rig` conventions (metres, OpenCV camera, world_to_camera[t] = [R t])."""
+
+    frames: np.ndarray  # [T, H, W, 3] uint8 RGB crops
+    mattes: np.ndarray  # [T, H, W] uint8, person = 255
+    landmarks_2d: np.ndarray  # [T, 478, 2] float32 tracked pixels in the crop (gaps filled, unsmoothed)
+    head_landmarks: np.ndarray  # [T, 478, 3] float32 metres, head frame (smoothed, before PCA truncation)
+    neutral: np.ndarray  # [478, 3] float32
+    rotation: np.ndarray  # [T, 3, 3] float32 head -> camera
+    translation: np.ndarray  # [T, 3] float32 metres
+    basis: np.ndarray  # [K, 478, 3] float32
+    coeffs: np.ndarray  # [T, K] float32
+    explained_variance: np.ndarray  # [K] float32
+    camera: Intrinsics
+    fps: float
+    audio: np.ndarray  # [S] float32 mono (S = 0 without audio)
+    audio_sample_rate: int
+    background: np.ndarray  # [H, W, 3] uint8
+    valid: np.ndarray  # [T] bool
+    meta: dict = field(default_factory=dict)  # source, crop box, configs, notes, errors, timings
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    def expression_landmarks(self) -> np.ndarray:  # [T, 478, 3]
+        return self.neutral[None] + np.einsum("tk,kvc->tvc", self.coeffs, self.basis)
+
+    def world_to_camera(self) -> np.ndarray:  # [T, 4, 4]
+        matrices = np.tile(np.eye(4, dtype=np.float32), (self.num_frames, 1, 1))
+        matrices[:, :3, :3] = self.rotation
+        matrices[:, :3, 3] = self.translation
+        return matrices
+
+    def save(self, folder: str | Path) -> None:
+        """Write `clip.safetensors` + `clip.json` into `folder` (created if needed)."""
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAY_FIELDS}
+        arrays["valid"] = arrays["valid"].astype(np.uint8)
+        save_file(arrays, str(folder / "clip.safetensors"))
+        header = {"format_version": FORMAT_VERSION, "camera": self.camera.to_dict(), "fps": self.fps,
+                  "audio_sample_rate": self.audio_sample_rate, "meta": self.meta}
+        (folder / "clip.json").write_text(json.dumps(header, indent=2))
+
+    @staticmethod
+    def load(folder: str | Path) -> "TrackedClip":
+        """Read a clip written by `save`, validating the format version and every array's shape and dtype."""
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        for name in ("clip.json", "clip.safetensors"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder} is not a tracked clip: {name} is missing")
+        header = json.loads((folder / "clip.json").read_text())
+        if header.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{folder}: clip format {header.get('format_version')} (expected {FORMAT_VERSION})")
+        arrays = load_file(str(folder / "clip.safetensors"))
+        missing = set(_ARRAY_FIELDS) - set(arrays)
+        if missing:
+            raise ValueError(f"{folder}: clip.safetensors lacks {sorted(missing)}")
+        arrays["valid"] = arrays["valid"].astype(bool)
+        return TrackedClip(camera=Intrinsics(**header["camera"]), fps=float(header["fps"]),
+                           audio_sample_rate=int(header["audio_sample_rate"]), meta=header["meta"],
+                           **{name: arrays[name] for name in _ARRAY_FIELDS})
+
+
+_ARRAY_FIELDS = ("frames", "mattes", "landmarks_2d", "head_landmarks", "neutral", "rotation", "translation",
+                 "basis", "coeffs", "explained_variance", "audio", "background", "valid")
+
+
+def _validate(clip: TrackedClip) -> None:
+    """Check every array's shape and dtype against the others (ValueError naming the first mismatch)."""
+    if clip.frames.ndim != 4 or clip.frames.shape[-1] != 3 or clip.frames.dtype != np.uint8:
+        raise ValueError(f"frames must be [T, H, W, 3] uint8, got {clip.frames.shape} {clip.frames.dtype}")
+    frames, height, width = clip.frames.shape[:3]
+    components = clip.basis.shape[0] if clip.basis.ndim == 3 else -1
+    expected = {
+        "mattes": ((frames, height, width), np.uint8),
+        "landmarks_2d": ((frames, NUM_LANDMARKS, 2), np.float32),
+        "head_landmarks": ((frames, NUM_LANDMARKS, 3), np.float32),
+        "neutral": ((NUM_LANDMARKS, 3), np.float32),
+        "rotation": ((frames, 3, 3), np.float32),
+        "translation": ((frames, 3), np.float32),
+        "basis": ((components, NUM_LANDMARKS, 3), np.float32),
+        "coeffs": ((frames, components), np.float32),
+        "explained_variance": ((components,), np.float32),
+        "background": ((height, width, 3), np.uint8),
+        "valid": ((frames,), np.bool_),
+    }
+    for name, (shape, dtype) in expected.items():
+        array = getattr(clip, name)
+        if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
+            raise ValueError(f"{name} must be {shape} {np.dtype(dtype).name}, got "
+                             f"{getattr(array, 'shape', type(array))} {getattr(array, 'dtype', '')}")
+    if clip.audio.ndim != 1 or clip.audio.dtype != np.float32:
+        raise ValueError(f"audio must be [S] float32, got {clip.audio.shape} {clip.audio.dtype}")
+    if (clip.camera.width, clip.camera.height) != (width, height):
+        raise ValueError(f"camera is {clip.camera.width}x{clip.camera.height} but frames are {width}x{height}")
+    if clip.fps <= 0:
+        raise ValueError(f"fps must be positive, got {clip.fps}")
+
+
+class _Stages:
+    """Progress by stage: one tqdm bar over all stages plus the caller's callback."""
+
+    WEIGHTS = {"probe": 0.02, "track": 0.5, "rig": 0.1, "crop": 0.3, "background": 0.05, "audio": 0.03}
+
+    def __init__(self, callback: ProgressCallback | None, show_bar: bool) -> None:
+        from tqdm import tqdm
+
+        self.callback = callback
+        self.bar = tqdm(total=1000, desc="preprocess", disable=not show_bar, leave=False)
+        self.done = 0.0
+        self.timings: dict[str, float] = {}
+        self._stage, self._start = "", time.perf_counter()
+
+    def report(self, stage: str, fraction: float) -> None:
+        if stage != self._stage:
+            if self._stage:
+                self.timings[self._stage] = round(time.perf_counter() - self._start, 3)
+                self.done += self.WEIGHTS[self._stage]
+            self._stage, self._start = stage, time.perf_counter()
+            self.bar.set_description(f"preprocess: {stage}")
+        overall = self.done + self.WEIGHTS[stage] * min(max(fraction, 0.0), 1.0)
+        self.bar.update(int(overall * 1000) - self.bar.n)
+        if self.callback is not None:
+            self.callback(stage, float(fraction))
+
+    def close(self) -> None:
+        self.report(self._stage or "audio", 1.0)
+        self.timings[self._stage] = round(time.perf_counter() - self._start, 3)
+        self.bar.close()
+
+
+def preprocess(path: str | Path, config: PreprocessConfig = PreprocessConfig(),
+               progress: ProgressCallback | None = None, show_bar: bool = True) -> TrackedClip:
+    """Video or photo (decided by content) -> TrackedClip. Raises ValueError with a clear sentence on bad input."""
+    info = video.probe_media(path)
+    if info.kind == "image":
+        return preprocess_photo(path, config, progress, show_bar)
+    return preprocess_video(path, config, progress, show_bar)
+
+
+def preprocess_video(path: str | Path, config: PreprocessConfig = PreprocessConfig(),
+                     progress: ProgressCallback | None = None, show_bar: bool = True) -> TrackedClip:
+    """Track, rig, crop and matte a talking-head video (see the module docstring)."""
+    stages = _Stages(progress, show_bar)
+    stages.report("probe", 0.0)
+    info = video.probe_media(path)
+    video.require_video(info, config.min_seconds)
+    seconds = info.duration_s if config.max_seconds is None else min(info.duration_s, config.max_seconds)
+    expected = max(1, round(seconds * config.fps))
+    frames = video.iter_video_frames(path, config.fps, config.max_seconds, info)
+    raw = tracking.track_frames(frames, static=False, config=config.tracking,
+                                on_frame=lambda i: stages.report("track", (i + 1) / expected))
+    notes = [] if info.has_audio else ["the video has no audio track"]
+    if info.duration_s < video.RECOMMENDED_VIDEO_SECONDS:
+        notes.append(f"short video ({info.duration_s:.1f} s; {video.RECOMMENDED_VIDEO_SECONDS:.0f}-60 s recommended)")
+    crops = lambda: video.iter_video_frames(path, config.fps, config.max_seconds, info)  # noqa: E731
+    audio = None
+    if info.has_audio:
+        audio = video.extract_audio(path, config.audio_sample_rate, seconds)
+    return _finish(raw, crops, audio, info, config, stages, notes)
+
+
+def preprocess_photo(path: str | Path, config: PreprocessConfig = PreprocessConfig(),
+                     progress: ProgressCallback | None = None, show_bar: bool = True) -> TrackedClip:
+    """The same pipeline for one portrait photo (a one-frame clip, static-image tracking, no audio)."""
+    stages = _Stages(progress, show_bar)
+    stages.report("probe", 0.0)
+    image = video.load_image(path)
+    info = video.probe_media(path)
+    raw = tracking.track_frames([image], static=True, config=config.tracking)
+    stages.report("track", 1.0)
+    return _finish(raw, lambda: iter([image]), None, info, config, stages, [])
+
+
+def _finish(raw: tracking.RawTrack, frame_source: Callable, audio: np.ndarray | None, info: video.MediaInfo,
+            config: PreprocessConfig, stages: _Stages, notes: list[str]) -> TrackedClip:
+    checked = tracking.check_track(raw, config.tracking)
+    notes = notes + checked.notes
+    stages.report("rig", 0.0)
+    head_rig = rig_module.fit_rig(checked.landmarks, checked.valid, raw.width, raw.height, config.fps, config.rig,
+                                  progress=lambda f: stages.report("rig", f))
+    box = matting.head_crop_box(checked.landmarks, checked.valid, raw.width, raw.height, config.crop)
+    resolution = config.crop.resolution
+    total = raw.landmarks.shape[0]
+    crops, mattes = [], []
+    stages.report("crop", 0.0)
+    with matting.Segmenter(config.crop.segmentation_model) as segmenter:
+        for index, frame in enumerate(frame_source()):
+            if index >= total:
+                break
+            crop = matting.crop_frame(frame, box, resolution)
+            crops.append(crop)
+            mattes.append(segmenter.matte(crop))
+            stages.report("crop", (index + 1) / total)
+    if len(crops) != total:
+        raise ValueError(f"the second decoding pass gave {len(crops)} frames, the first {total}")
+    frames, matte_stack = np.stack(crops), np.stack(mattes)
+    stages.report("background", 0.0)
+    plate, inpainted = matting.background_plate(frames, matte_stack)
+    stages.report("audio", 0.0)
+    if audio is not None:
+        audio = audio[: int(round(total / config.fps * config.audio_sample_rate))]
+    camera = head_rig.intrinsics.cropped(box.x0, box.y0, box.size, resolution)
+    landmarks_2d = matting.crop_landmarks(checked.landmarks[..., :2], box, resolution)
+    cropped_rig = HeadRig(camera, head_rig.neutral, head_rig.rotation, head_rig.translation,
+                          head_rig.head_landmarks, head_rig.basis, head_rig.coeffs, head_rig.explained_variance)
+    errors = rig_module.reprojection_error_px(cropped_rig, landmarks_2d)[checked.valid]
+    stages.close()
+    meta = {
+        "source": {"path": info.path, "kind": info.kind, "width": info.width, "height": info.height,
+                   "duration_s": info.duration_s, "source_fps": info.source_fps, "codec": info.video_codec,
+                   "has_audio": info.has_audio},
+        "crop_box": box.to_dict(),
+        "source_camera": head_rig.intrinsics.to_dict(),
+        "config": asdict(config),
+        "notes": notes,
+        "reprojection_px": {"median": float(np.median(errors)), "p95": float(np.percentile(errors, 95)),
+                            "max": float(errors.max())},
+        "background_inpainted_fraction": inpainted,
+        "stage_seconds": stages.timings,
+    }
+    f32 = np.float32
+    return TrackedClip(
+        frames=frames, mattes=matte_stack, landmarks_2d=landmarks_2d.astype(f32),
+        head_landmarks=head_rig.head_landmarks.astype(f32), neutral=head_rig.neutral.astype(f32),
+        rotation=head_rig.rotation.astype(f32), translation=head_rig.translation.astype(f32),
+        basis=head_rig.basis.astype(f32), coeffs=head_rig.coeffs.astype(f32),
+        explained_variance=head_rig.explained_variance.astype(f32), camera=camera, fps=float(config.fps),
+        audio=(audio if audio is not None else np.zeros(0)).astype(f32), audio_sample_rate=config.audio_sample_rate,
+        background=plate, valid=checked.valid.astype(bool), meta=meta,
+    )
+
+
+def save_debug_png(clip: TrackedClip, path: str | Path, num_frames: int = 4) -> None:
+    """A picture to look at: sample crops with tracked landmarks (green) and the rig's reprojected neutral +
+    expression landmarks (red), the matte, the background plate, and pose / expression curves over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.spatial.transform import Rotation
+
+    picks = np.unique(np.linspace(0, clip.num_frames - 1, num_frames).round().astype(int))
+    posed = rig_module.pose_points(clip.expression_landmarks(), clip.rotation, clip.translation)
+    projected = rig_module.project(posed, clip.camera)
+    columns = max(len(picks), 3)
+    figure, axes = plt.subplots(3, columns, figsize=(4 * columns, 12), squeeze=False)
+    for column, index in enumerate(picks):
+        axis = axes[0, column]
+        axis.imshow(clip.frames[index])
+        axis.scatter(*clip.landmarks_2d[index].T, s=1.5, c="lime", label="tracked")
+        axis.scatter(*projected[index].T, s=1.5, c="red", label="rig reprojected")
+        axis.set_title(f"frame {index} ({index / clip.fps:.2f} s){'' if clip.valid[index] else ' invalid'}")
+        axis.axis("off")
+    axes[0, 0].legend(loc="lower left", fontsize=8, markerscale=4)
+    for column in range(columns):
+        for row in (1, 2):
+            axes[row, column].axis("off")
+    axes[1, 0].imshow(clip.mattes[picks[0]], cmap="gray")
+    axes[1, 0].set_title("matte")
+    axes[1, 1].imshow(clip.background)
+    axes[1, 1].set_title("background plate")
+    times = np.arange(clip.num_frames) / clip.fps
+    euler = Rotation.from_matrix(clip.rotation.astype(np.float64)).as_euler("yxz", degrees=True)
+    pose_axis = figure.add_subplot(3, 2, 5)
+    for column, name in enumerate(("yaw", "pitch", "roll")):
+        pose_axis.plot(times, euler[:, column], label=f"{name} (deg)")
+    pose_axis.plot(times, (clip.translation - clip.translation.mean(0)) * 1000, ":", lw=0.8)
+    pose_axis.set_xlabel("time (s)")
+    pose_axis.set_title("head pose (solid: rotation deg; dotted: translation - mean, mm)")
+    pose_axis.legend(fontsize=8)
+    coeff_axis = figure.add_subplot(3, 2, 6)
+    for k in range(min(4, clip.coeffs.shape[1])):
+        coeff_axis.plot(times, clip.coeffs[:, k] * 1000, label=f"expr {k} ({clip.explained_variance[k]:.0%})")
+    coeff_axis.set_title("expression coefficients (mm)")
+    coeff_axis.set_xlabel("time (s)")
+    coeff_axis.legend(fontsize=8)
+    error = clip.meta.get("reprojection_px", {})
+    figure.suptitle(f"{Path(clip.meta.get('source', {}).get('path', '?')).name}: {clip.num_frames} frames, "
+                    f"reprojection median {error.get('median', float('nan')):.2f} px, "
+                    f"p95 {error.get('p95', float('nan')):.2f} px")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

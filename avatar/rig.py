@@ -1,0 +1,308 @@
+"""The head rig fitted to tracked landmarks: a pinhole camera, a per-avatar neutral 3D shape, a rigid head pose
+per frame and a PCA expression basis with per-frame coefficients.
+
+Conventions (shared with `render/camera.py`):
+- Camera: OpenCV pinhole, +x right, +y down, +z forward (into the scene), camera at the origin, pixel centres at
+  integer + 0.5. The camera is fixed; the head moves.
+- Head frame (the avatar's "world"): units of metres (the landmark cloud is scaled so the distance between the
+  two eye centres, each the midpoint of its eye corners, is 63 mm, an average adult interpupillary distance),
+  origin at the centroid of the 468 face-mesh points of the neutral shape, +x towards the subject's left (image
+  right for a frontal face), +y down (towards the chin), +z away from the camera (into the head). A frontal head
+  therefore has a rotation near identity.
+- Pose per frame: `rotation[t] @ p + translation[t]` maps head-frame points to camera coordinates, i.e.
+  world_to_camera[t] = [[R, t], [0, 0, 0, 1]].
+- Landmarks per frame in the head frame = neutral + sum_k coeffs[t, k] * basis[k]; the basis rows are
+  orthonormal when flattened to [478 * 3], so coefficients are in metres (the norm of the displacement).
+- Focal length: not observable from MediaPipe's weak-perspective landmarks, so it is assumed from a field of
+  view (35 degrees across the longer image side by default: a typical webcam or phone selfie framed at
+  arm's length). It only changes perspective strength and the head's distance, not the fit quality.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from avatar.tracking import NUM_LANDMARKS, zero_phase_smooth
+
+INTEROCULAR_M = 0.063
+RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS = (33, 133), (362, 263)
+CHIN, FOREHEAD_TOP = 152, 10
+# Points that move little with expression: forehead, nose bridge, eye corners, temples, upper cheekbones.
+# Lips, jaw and eyebrows are left out so speech does not tilt the head.
+STABLE_POINTS = (
+    10, 151, 9, 108, 337, 69, 299, 67, 297, 109, 338,  # forehead
+    168, 6, 197, 195, 5,  # nose bridge
+    33, 133, 362, 263,  # eye corners
+    127, 356, 162, 389, 21, 251, 54, 284, 139, 368, 34, 264,  # temples
+    116, 345, 117, 346, 234, 454,  # upper cheekbones, face edge at ear level
+)
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels for an image of width x height (pixel centres at integer + 0.5)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @staticmethod
+    def from_fov(width: int, height: int, fov_deg: float) -> "Intrinsics":
+        """Square pixels, principal point at the image centre, `fov_deg` across the longer side."""
+        if not 1.0 < fov_deg < 170.0:
+            raise ValueError(f"fov_deg must be between 1 and 170 degrees, got {fov_deg}")
+        focal = 0.5 * max(width, height) / np.tan(np.radians(fov_deg) / 2)
+        return Intrinsics(float(focal), float(focal), width / 2.0, height / 2.0, int(width), int(height))
+
+    def cropped(self, x0: float, y0: float, size: float, resolution: int) -> "Intrinsics":
+        """Intrinsics of the square crop [x0, x0 + size) x [y0, y0 + size) resized to resolution x resolution."""
+        scale = resolution / size
+        return Intrinsics(self.fx * scale, self.fy * scale, (self.cx - x0) * scale, (self.cy - y0) * scale,
+                          resolution, resolution)
+
+    def matrix(self) -> np.ndarray:  # [3, 3]
+        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], np.float64)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    """Options for fitting the rig (saved with the artefact)."""
+
+    fov_deg: float = 35.0
+    num_components: int = 24  # expression basis size K (fewer when the clip has fewer frames)
+    pose_cutoff_hz: float = 4.0  # zero-phase low-pass on the rigid pose (head motion is slow)
+    expression_cutoff_hz: float = 8.0  # lighter low-pass on the expression (lips move fast; >= Nyquist = off)
+    neutral_iterations: int = 2
+
+
+@dataclass
+class HeadRig:
+    """A fitted rig for T frames (see the module docstring for conventions and units)."""
+
+    intrinsics: Intrinsics
+    neutral: np.ndarray  # [478, 3] metres, head frame
+    rotation: np.ndarray  # [T, 3, 3] head to camera
+    translation: np.ndarray  # [T, 3] metres
+    head_landmarks: np.ndarray  # [T, 478, 3] metres, head frame, before the PCA truncation
+    basis: np.ndarray  # [K, 478, 3] orthonormal when flattened
+    coeffs: np.ndarray  # [T, K]
+    explained_variance: np.ndarray  # [K] fraction of the residual energy each component explains
+
+    def expression_landmarks(self) -> np.ndarray:  # [T, 478, 3]
+        """Head-frame landmarks rebuilt from the neutral and the truncated basis."""
+        return self.neutral[None] + np.einsum("tk,kvc->tvc", self.coeffs, self.basis)
+
+    def world_to_camera(self) -> np.ndarray:  # [T, 4, 4]
+        frames = self.rotation.shape[0]
+        matrices = np.tile(np.eye(4), (frames, 1, 1))
+        matrices[:, :3, :3] = self.rotation
+        matrices[:, :3, 3] = self.translation
+        return matrices
+
+
+def similarity_procrustes(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares scale s, rotation R [3, 3] and translation t [3] with target ~ s * R @ source + t (Umeyama).
+
+    source, target: [N, 3] corresponding points, N >= 3.
+    """
+    if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 3 or source.shape[0] < 3:
+        raise ValueError(f"need two [N, 3] point sets with N >= 3, got {source.shape} and {target.shape}")
+    mean_s, mean_t = source.mean(0), target.mean(0)
+    centred_s, centred_t = source - mean_s, target - mean_t
+    u, sigma, vt = np.linalg.svd(centred_t.T @ centred_s)
+    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rotation = u @ sign @ vt
+    scale = float((sigma * np.diag(sign)).sum() / (centred_s**2).sum())
+    return scale, rotation, mean_t - scale * rotation @ mean_s
+
+
+def project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:  # points: [..., 3] camera -> [..., 2]
+    """Pinhole projection of camera-space points to pixels."""
+    z = points[..., 2:3]
+    if np.any(z <= 0):
+        raise ValueError("cannot project points at or behind the camera (z <= 0)")
+    xy = points[..., :2] / z
+    return np.concatenate([xy[..., :1] * intrinsics.fx + intrinsics.cx, xy[..., 1:] * intrinsics.fy + intrinsics.cy], -1)
+
+
+def pose_points(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """Head-frame points [T, V, 3] to camera space with rotation [T, 3, 3] and translation [T, 3]."""
+    return np.einsum("tij,tvj->tvi", rotation, points) + translation[:, None, :]
+
+
+def _eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [..., 478, 3]
+    right = points[..., list(RIGHT_EYE_CORNERS), :].mean(-2)
+    left = points[..., list(LEFT_EYE_CORNERS), :].mean(-2)
+    return right, left
+
+
+def canonicalise(points: np.ndarray) -> np.ndarray:  # [478, 3] -> [478, 3] metres, head frame
+    """Scale, rotate and centre one landmark cloud into the head frame (module docstring)."""
+    right, left = _eye_centres(points)
+    scale = INTEROCULAR_M / float(np.linalg.norm(left - right))
+    x_axis = (left - right) / np.linalg.norm(left - right)
+    down = points[CHIN] - points[FOREHEAD_TOP]
+    y_axis = down - x_axis * (down @ x_axis)
+    y_axis /= np.linalg.norm(y_axis)
+    axes = np.stack([x_axis, y_axis, np.cross(x_axis, y_axis)])  # rows = head axes in the input frame
+    centred = points - points[:468].mean(0)
+    return (centred @ axes.T) * scale
+
+
+def _align_to(clouds: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each cloud [T, 478, 3] mapped onto reference [478, 3] by a similarity fitted on STABLE_POINTS."""
+    stable = list(STABLE_POINTS)
+    aligned = np.empty_like(clouds, dtype=np.float64)
+    for index, cloud in enumerate(clouds):
+        scale, rotation, shift = similarity_procrustes(cloud[stable], reference[stable])
+        aligned[index] = scale * cloud @ rotation.T + shift
+    return aligned
+
+
+def fit_neutral(clouds: np.ndarray, valid: np.ndarray, iterations: int = 2) -> np.ndarray:
+    """Per-avatar neutral shape [478, 3] (metres, head frame): the per-point median of the valid frames'
+    landmark clouds after aligning them rigidly (with scale) on the stable points. clouds: [T, 478, 3]."""
+    if clouds.ndim != 3 or clouds.shape[1:] != (NUM_LANDMARKS, 3):
+        raise ValueError(f"clouds must be [T, 478, 3], got {clouds.shape}")
+    if not valid.any():
+        raise ValueError("no valid frame to build a neutral shape from")
+    used = clouds[valid].astype(np.float64)
+    reference = canonicalise(np.median(used, axis=0))
+    for _ in range(max(iterations, 1)):
+        reference = canonicalise(np.median(_align_to(used, reference), axis=0))
+    return reference
+
+
+def _solve_pose(neutral: np.ndarray, cloud: np.ndarray, intrinsics: Intrinsics, guess: tuple | None) -> tuple:
+    """Rotation [3, 3] and translation [3] of one frame by PnP on the stable points.
+
+    Initialised from a weak-perspective similarity fit of the neutral onto the frame's pixel cloud (scale =
+    focal / depth), then refined by Levenberg-Marquardt reprojection (cv2.solvePnP ITERATIVE).
+    """
+    import cv2
+
+    stable = list(STABLE_POINTS)
+    if guess is None:
+        scale, rotation, _ = similarity_procrustes(neutral[stable], cloud[stable].astype(np.float64))
+        depth = intrinsics.fx / scale
+        centre_px = cloud[stable, :2].mean(0)
+        centre_cam = np.array([(centre_px[0] - intrinsics.cx) / intrinsics.fx * depth,
+                               (centre_px[1] - intrinsics.cy) / intrinsics.fy * depth, depth])
+        translation = centre_cam - rotation @ neutral[stable].mean(0)
+        rvec = cv2.Rodrigues(rotation)[0]
+    else:
+        rvec, translation = guess
+    ok, rvec, tvec = cv2.solvePnP(
+        neutral[stable].astype(np.float64), cloud[stable, :2].astype(np.float64), intrinsics.matrix(), None,
+        rvec=np.array(rvec, np.float64).reshape(3, 1), tvec=np.array(translation, np.float64).reshape(3, 1),
+        useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE,
+    )
+    if not ok:
+        raise ValueError("head pose fitting failed (solvePnP found no solution)")
+    return rvec.ravel().copy(), tvec.ravel().copy()
+
+
+def fit_poses(neutral: np.ndarray, clouds: np.ndarray, intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation vectors [T, 3] and translations [T, 3] (metres) of the neutral against each frame's landmarks
+    (clouds [T, 478, 3] pixels, gaps already filled). Each frame starts from the previous frame's pose."""
+    rvecs, tvecs = [], []
+    guess = None
+    for cloud in clouds:
+        rvec, tvec = _solve_pose(neutral, cloud, intrinsics, guess)
+        if tvec[2] <= 0:  # PnP flipped behind the camera: restart from the similarity fit
+            rvec, tvec = _solve_pose(neutral, cloud, intrinsics, None)
+        rvecs.append(rvec)
+        tvecs.append(tvec)
+        guess = (rvec, tvec)
+    return np.array(rvecs), np.array(tvecs)
+
+
+def rotvec_to_matrix(rvecs: np.ndarray) -> np.ndarray:  # [T, 3] -> [T, 3, 3]
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(rvecs).as_matrix()
+
+
+def snap_to_rays(
+    head_points: np.ndarray, pixels: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
+    intrinsics: Intrinsics,
+) -> np.ndarray:
+    """Move head-frame points [T, V, 3] along their camera rays so they project exactly onto `pixels` [T, V, 2],
+    keeping each point's camera depth. Removes the weak-perspective error of MediaPipe's 3D landmarks."""
+    camera = pose_points(head_points, rotation, translation)
+    depth = camera[..., 2]
+    rays = np.stack([(pixels[..., 0] - intrinsics.cx) / intrinsics.fx,
+                     (pixels[..., 1] - intrinsics.cy) / intrinsics.fy, np.ones_like(depth)], -1)
+    snapped = rays * depth[..., None]
+    return np.einsum("tji,tvj->tvi", rotation, snapped - translation[:, None, :])
+
+
+def expression_basis(residuals: np.ndarray, valid: np.ndarray, num_components: int) -> tuple:
+    """PCA (uncentred SVD, so coefficients 0 = the neutral face) of residuals [T, 478, 3] over valid frames.
+
+    Returns basis [K, 478, 3], coeffs [T, K] for every frame, explained-variance fractions [K].
+    K = min(num_components, number of valid frames); K = 0 for a single frame.
+    """
+    frames = residuals.shape[0]
+    flat = residuals.reshape(frames, -1)
+    used = flat[valid]
+    count = min(num_components, used.shape[0] if used.shape[0] > 1 else 0)
+    if count == 0:
+        return np.zeros((0, NUM_LANDMARKS, 3)), np.zeros((frames, 0)), np.zeros(0)
+    _, sigma, vt = np.linalg.svd(used, full_matrices=False)
+    energy = (sigma**2).sum()
+    basis = vt[:count]
+    explained = sigma[:count] ** 2 / energy if energy > 0 else np.zeros(count)
+    return basis.reshape(count, NUM_LANDMARKS, 3), flat @ basis.T, explained
+
+
+def fit_rig(
+    landmarks: np.ndarray, valid: np.ndarray, width: int, height: int, fps: float,
+    config: RigConfig = RigConfig(), progress: Callable[[float], None] | None = None,
+) -> HeadRig:
+    """Fit camera, neutral, poses and expression basis to tracked landmarks [T, 478, 3] (pixels, gaps filled)
+    of a width x height image sequence at `fps`. A single frame (photo) gets a zero-size expression basis."""
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (NUM_LANDMARKS, 3):
+        raise ValueError(f"landmarks must be [T, 478, 3], got {landmarks.shape}")
+    if valid.shape != (landmarks.shape[0],):
+        raise ValueError(f"valid must be [T] = [{landmarks.shape[0]}], got {valid.shape}")
+    if not np.isfinite(landmarks).all():
+        raise ValueError("landmarks contain NaN; fill gaps first (tracking.check_track)")
+    intrinsics = Intrinsics.from_fov(width, height, config.fov_deg)
+    clouds = landmarks.astype(np.float64)
+    neutral = fit_neutral(clouds, valid, config.neutral_iterations)
+    for round_index in range(2):  # second round: neutral re-estimated from the ray-snapped landmarks
+        rvecs, tvecs = fit_poses(neutral, clouds, intrinsics)
+        if progress:
+            progress(0.4 + 0.4 * round_index)
+        if len(clouds) > 1:
+            rvecs = zero_phase_smooth(rvecs, fps, config.pose_cutoff_hz)
+            tvecs = zero_phase_smooth(tvecs, fps, config.pose_cutoff_hz)
+        rotation = rotvec_to_matrix(rvecs)
+        aligned = _align_to(clouds, neutral)
+        head = snap_to_rays(aligned, clouds[..., :2], rotation, tvecs, intrinsics)
+        if round_index == 0:
+            neutral = np.median(head[valid], axis=0) if len(clouds) > 1 else head[0]
+    residuals = head - neutral[None]
+    if len(clouds) > 1:
+        residuals = zero_phase_smooth(residuals, fps, config.expression_cutoff_hz)
+    basis, coeffs, explained = expression_basis(residuals, valid, config.num_components)
+    if progress:
+        progress(1.0)
+    return HeadRig(intrinsics, neutral, rotation, tvecs, neutral[None] + residuals, basis, coeffs, explained)
+
+
+def reprojection_error_px(rig: HeadRig, pixels: np.ndarray, truncated: bool = True) -> np.ndarray:
+    """Per-frame, per-landmark distance [T, 478] in pixels between the posed rig landmarks (neutral + PCA
+    expression when `truncated`, else the full head-frame landmarks) and tracked pixels [T, 478, 2]."""
+    points = rig.expression_landmarks() if truncated else rig.head_landmarks
+    projected = project(pose_points(points, rig.rotation, rig.translation), rig.intrinsics)
+    return np.linalg.norm(projected - pixels, axis=-1)
