@@ -1,0 +1,186 @@
+"""Per-frame viseme weights: closure, anticipation, no flicker, rest in pauses, rows summing to 1."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from animation.coarticulation import CoarticulationOptions, Dominance, filled_track, viseme_weights
+from animation.visemes import VISEME_INDEX, VISEMES, viseme_class_of
+from audio.speech import Segment
+
+PP, SIL = VISEME_INDEX["PP"], VISEME_INDEX["sil"]
+ARPA = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH "
+        "UH UW V W Y Z ZH SIL").split()
+IPA = "p b m f v θ ð t d n l ɾ k ɡ ŋ tʃ dʒ ʃ s z ɹ w j h ʔ i ɪ ɛ æ ɑ ɐ ə ʌ ɔ oʊ ʊ u ɚ aɪ aʊ eɪ ˈ ː . ,".split()
+
+
+def seq(items: list[tuple[str, float]], start: float = 0.0) -> list[Segment]:
+    out, t = [], start
+    for label, dur in items:
+        out.append(Segment(label, t, t + dur))
+        t += dur
+    return out
+
+
+def random_phones(rng: np.random.Generator, phone_set: str, n: int) -> list[Segment]:
+    labels = ARPA if phone_set == "arpabet" else IPA
+    return seq([(labels[rng.integers(len(labels))], float(rng.uniform(0.015, 0.25))) for _ in range(n)],
+               start=float(rng.uniform(0.0, 0.3)))
+
+
+def n_frames_for(phones: list[Segment], fps: float) -> int:
+    return int(np.ceil((phones[-1].end_s + 0.2) * fps))
+
+
+def flicker_frames(weights: np.ndarray, phones: list[Segment], phone_set: str, fps: float) -> list[int]:
+    """Frames dominant for a single frame that the rules do not allow (see coarticulation's module doc)."""
+    labels = weights.argmax(axis=1)
+    bilabial = [p for p in phones if viseme_class_of(p.label, phone_set) == "PP"]
+
+    def is_closure(t: int) -> bool:  # PP-dominant, really closed, and overlapping a bilabial phone
+        lo, hi = t / fps, (t + 1) / fps
+        return labels[t] == PP and weights[t, PP] >= 0.9 and any(p.start_s < hi and p.end_s > lo for p in bilabial)
+
+    bad = []
+    for t in range(len(labels)):
+        single = (t == 0 or labels[t - 1] != labels[t]) and (t == len(labels) - 1 or labels[t + 1] != labels[t])
+        if not single or len(labels) == 1 or is_closure(t):
+            continue
+        if 0 < t < len(labels) - 1 and is_closure(t - 1) and is_closure(t + 1):
+            continue  # the release between two closures
+        bad.append(t)
+    return bad
+
+
+@pytest.mark.parametrize("phone_set,fps", [("arpabet", 25.0), ("ipa", 30.0), ("ipa", 25.0)])
+def test_rows_sum_to_one_and_no_flicker_on_random_sequences(phone_set: str, fps: float) -> None:
+    rng = np.random.default_rng(1234 + int(fps) + len(phone_set))
+    for _ in range(60):
+        phones = random_phones(rng, phone_set, int(rng.integers(1, 25)))
+        n_frames = n_frames_for(phones, fps)
+        weights = viseme_weights(phones, phone_set, fps, n_frames)
+        assert weights.shape == (n_frames, len(VISEMES))
+        assert np.all(weights >= 0) and np.allclose(weights.sum(axis=1), 1.0, atol=1e-9)
+        assert flicker_frames(weights, phones, phone_set, fps) == [], [p.label for p in phones]
+
+
+def test_flicker_rule_is_needed() -> None:
+    """Without the rule the blend does flicker on random speech (so the test above can fail)."""
+    rng = np.random.default_rng(7)
+    off = CoarticulationOptions(deflicker=False)
+    found = 0
+    for _ in range(40):
+        phones = random_phones(rng, "arpabet", 20)
+        weights = viseme_weights(phones, "arpabet", 25.0, n_frames_for(phones, 25.0), off)
+        found += len(flicker_frames(weights, phones, "arpabet", 25.0))
+    assert found > 0
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0, 60.0])
+def test_short_bilabials_close_the_lips(fps: float) -> None:
+    rng = np.random.default_rng(int(fps))
+    vowels = ["AA1", "IY1", "UW1", "AE1", "AO1", "EH1"]
+    for _ in range(50):
+        dur = float(rng.uniform(0.02, 0.045))  # about one frame or less
+        bil = ["P", "B", "M"][rng.integers(3)]
+        phones = seq([(vowels[rng.integers(6)], float(rng.uniform(0.06, 0.2))), (bil, dur),
+                      (vowels[rng.integers(6)], float(rng.uniform(0.06, 0.2)))], start=float(rng.uniform(0.1, 0.3)))
+        weights = viseme_weights(phones, "arpabet", fps, n_frames_for(phones, fps))
+        b = phones[1]
+        frames = [t for t in range(len(weights)) if t / fps < b.end_s and (t + 1) / fps > b.start_s]
+        assert max(weights[t, PP] for t in frames) >= 0.9, (bil, dur, b.start_s)
+
+
+def test_closure_even_between_two_close_bilabials() -> None:
+    phones = seq([("AA1", 0.1), ("M", 0.03), ("AA1", 0.03), ("P", 0.03), ("AA1", 0.15)], start=0.2)
+    weights = viseme_weights(phones, "arpabet", 25.0, 20)
+    for b in (phones[1], phones[3]):
+        frames = [t for t in range(20) if t / 25 < b.end_s and (t + 1) / 25 > b.start_s]
+        assert max(weights[t, PP] for t in frames) >= 0.9
+
+
+def _weight_before(vowel: str, frames_before: int) -> float:
+    """Weight of the vowel's class `frames_before` frames before the frame holding its start."""
+    fps = 25.0
+    phones = seq([("SIL", 0.3), ("S", 0.1), ("T", 0.08), (vowel, 0.2), ("T", 0.08), ("SIL", 0.4)])
+    weights = viseme_weights(phones, "arpabet", fps, 30)
+    start_frame = int(np.floor(phones[3].start_s * fps))
+    return float(weights[start_frame - frames_before, VISEME_INDEX[viseme_class_of(vowel, "arpabet")]])
+
+
+def test_rounding_anticipates_the_vowel() -> None:
+    ou_2, ou_4 = _weight_before("UW1", 2), _weight_before("UW1", 4)
+    ih_2 = _weight_before("IY1", 2)
+    assert ou_2 > 0.2  # lips already rounding ~80 ms before "oo", inside "st"
+    assert ou_4 < ou_2  # and rising towards it
+    assert ou_2 > ih_2 + 0.1  # further ahead than an unrounded vowel in the same context
+    assert _weight_before("AO1", 2) > _weight_before("AA1", 2)
+
+
+def test_rounding_anticipation_option() -> None:
+    phones = seq([("SIL", 0.3), ("S", 0.1), ("T", 0.08), ("UW1", 0.2), ("SIL", 0.4)])
+    short = viseme_weights(phones, "arpabet", 25.0, 28, CoarticulationOptions(rounding_anticipation_s=0.02))
+    long = viseme_weights(phones, "arpabet", 25.0, 28, CoarticulationOptions(rounding_anticipation_s=0.15))
+    frame = int(phones[3].start_s * 25) - 3
+    assert long[frame, VISEME_INDEX["ou"]] > short[frame, VISEME_INDEX["ou"]] + 0.1
+
+
+def test_mouth_rests_in_long_pauses_and_outside_speech() -> None:
+    fps = 25.0
+    phones = seq([("HH", 0.06), ("AA1", 0.15), ("SIL", 0.5), ("W", 0.06), ("AA1", 0.2), ("", 0.4)], start=0.6)
+    weights = viseme_weights(phones, "arpabet", fps, 60)
+    centres = (np.arange(60) + 0.5) / fps
+    pause = phones[2]
+    inside = (centres > pause.start_s + 0.12) & (centres < pause.end_s - 0.12)
+    assert inside.sum() >= 4
+    assert np.all(weights[inside, SIL] == 1.0)
+    assert np.all(weights[centres < 0.45, SIL] == 1.0)  # before speech
+    assert np.all(weights[centres > phones[-1].end_s, SIL] == 1.0)  # after it (also beyond the phones)
+    assert weights[int(1.35 * fps)].argmax() != SIL  # but not in the middle of speech
+
+
+def test_short_pause_is_not_forced_to_rest() -> None:
+    phones = seq([("AA1", 0.2), ("SIL", 0.1), ("AA1", 0.2)])
+    weights = viseme_weights(phones, "arpabet", 25.0, 13)
+    assert np.all(weights[:, SIL] < 1.0)
+
+
+def test_piper_tokens_do_not_count_twice() -> None:
+    # A vowel split into stress mark, vowel and length mark blends like one vowel target.
+    split = seq([("t", 0.08), ("ˈ", 0.03), ("ɑ", 0.1), ("ː", 0.07), ("t", 0.08)], start=0.2)
+    whole = seq([("t", 0.08), ("ɑː", 0.2), ("t", 0.08)], start=0.2)
+    a = viseme_weights(split, "ipa", 30.0, 20)
+    b = viseme_weights(whole, "ipa", 30.0, 20)
+    assert np.allclose(a, b, atol=1e-9)
+    assert len(filled_track(split, "ipa", 0.7)) == 5  # sil, DD, aa, DD, sil
+
+
+def test_empty_and_edge_inputs() -> None:
+    assert viseme_weights([], "ipa", 25.0, 0).shape == (0, len(VISEMES))
+    rest = viseme_weights([], "arpabet", 25.0, 10)
+    assert np.all(rest[:, SIL] == 1.0)
+    one = viseme_weights([Segment("AA", 0.0, 0.04)], "arpabet", 25.0, 1)
+    assert one.shape == (1, len(VISEMES)) and np.isclose(one.sum(), 1.0)
+    # phones beyond the last frame are simply cut off
+    late = viseme_weights([Segment("P", 5.0, 5.1)], "arpabet", 25.0, 10)
+    assert np.all(late[:, SIL] == 1.0)
+
+
+def test_bad_options_and_arguments() -> None:
+    with pytest.raises(ValueError, match="closure_weight"):
+        CoarticulationOptions(closure_weight=1.5)
+    with pytest.raises(ValueError, match="unknown visemes"):
+        CoarticulationOptions(dominance={"XX": Dominance(1.0, 0.05, 0.05)})
+    with pytest.raises(ValueError, match="fps"):
+        viseme_weights([], "ipa", -1.0, 3)
+    with pytest.raises(ValueError, match="phone_set"):
+        viseme_weights([Segment("a", 0, 0.1)], "xsampa", 25.0, 3)  # type: ignore[arg-type]
+
+
+def test_long_speech_is_fast_enough_to_run_in_tests() -> None:
+    """5 minutes of random phones at 30 fps (9,000 frames) must run (a smoke test, not a benchmark)."""
+    rng = np.random.default_rng(5)
+    phones = seq([(ARPA[rng.integers(len(ARPA))], float(rng.uniform(0.04, 0.15))) for _ in range(3200)])
+    fps = 30.0
+    weights = viseme_weights(phones, "arpabet", fps, int(phones[-1].end_s * fps))
+    assert weights.shape[0] > 8000 and flicker_frames(weights, phones, "arpabet", fps) == []
