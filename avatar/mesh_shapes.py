@@ -85,7 +85,14 @@ def _place_shell(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], rin
 def _arch(columns: int, rows: int, half_width: float, front: float, top: float, height: float,
           back: float = ARCH_BACK) -> tuple[Tensor, Tensor]:
     """A vertical strip bent like a dental arch: positions [rows+1, columns+1, 3] and t [columns+1]."""
-    t = torch.linspace(-1, 1, columns + 1, dtype=torch.float64)
+    # Columns at equal arc length, so triangles at the arch's curved ends are no bigger.
+    dense = torch.linspace(-1, 1, 2001, dtype=torch.float64)
+    step = torch.stack([half_width * dense, back * dense**2], -1).diff(dim=0).norm(dim=-1)
+    arc = torch.cat([torch.zeros(1, dtype=torch.float64), step.cumsum(0)])
+    targets = torch.linspace(0, float(arc[-1]), columns + 1, dtype=torch.float64)
+    right = torch.searchsorted(arc, targets).clamp(1, dense.numel() - 1)
+    mix = (targets - arc[right - 1]) / (arc[right] - arc[right - 1])
+    t = dense[right - 1] + mix * (dense[right] - dense[right - 1])
     s = torch.linspace(0, 1, rows + 1, dtype=torch.float64)
     a = (half_width * t)[None, :].expand(rows + 1, -1)
     c = (front - back * t**2)[None, :].expand(rows + 1, -1)
