@@ -161,9 +161,9 @@ _HOUR_AMPM_RE = re.compile(r"\b(?P<h>\d{1,2})\s?(?P<ampm>[ap])\.?\s?m\b\.?", re.
 _ORDINAL_RE = re.compile(r"\b(?P<num>\d[\d,]*)(?P<suf>st|nd|rd|th)\b", re.IGNORECASE)
 _DECADE_RE = re.compile(r"\b(?P<num>1[1-9]\d0|20\d0)'?s\b")
 _YEAR_RE = re.compile(r"(?<![\d.,$€£¥-])\b(?P<num>1[1-9]\d\d|20\d\d)\b(?![.,]\d)")
-_RANGE_RE = re.compile(r"(?<![\w.-])(?P<a>\d+)\s?[-–]\s?(?P<b>\d+)(?![\w.])")
+_RANGE_RE = re.compile(r"(?<![\w.-])(?P<a>\d+)\s?[-–]\s?(?P<b>\d+)(?!\w|\.\d)")
 _SIGNED_NUMBER_RE = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+")
-_INITIALISM_RE = re.compile(r"\b(?:[A-Za-z]\.){2,}")
+_INITIALISM_RE = re.compile(r"\b(?:[A-Z]\.){2,}")
 _ABBREV_RE = re.compile(r"\b(?P<word>[A-Za-z]+)\.(?=\s|$)")
 
 _ALLOWED_SYMBOLS = set(".,!?;:'\"-()[]$€£¥%°&@#+=/~×*_")
@@ -355,6 +355,7 @@ def expand_sentence(sentence: str) -> str:
     s = sentence
     for dotted, spoken in _NEVER_FINAL_DOTTED.items():
         s = re.sub(rf"\b{re.escape(dotted)}\.?(?!\w)", spoken + ",", s, flags=re.IGNORECASE)
+    s = _INITIALISM_RE.sub(lambda m: " ".join(m.group().replace(".", "")) + " ", s)
     s = _ABBREV_RE.sub(_abbreviation, s)
     s = _TIME_RE.sub(_time, s)
     s = _HOUR_AMPM_RE.sub(lambda m: f"{read_cardinal(int(m['h']))} {m['ampm'].upper()}M", s)
@@ -368,12 +369,11 @@ def expand_sentence(sentence: str) -> str:
     s = _YEAR_RE.sub(lambda m: read_year(int(m["num"])), s)
     s = re.sub(r"#\s?(?=\d)", "number ", s)
     s = _SIGNED_NUMBER_RE.sub(lambda m: f" {read_number(m.group())} ", s)
-    s = _INITIALISM_RE.sub(lambda m: " ".join(m.group().replace(".", "").upper()) + " ", s)
     for symbol, spoken in (("&", " and "), ("+", " plus "), ("=", " equals "), ("@", " at "), ("×", " times "),
                            ("%", " percent "), ("°", " degrees "), ("~", " about "), ("/", " ")):
         s = s.replace(symbol, spoken)
     s = re.sub(r"\.{2,}", ",", s)  # a remaining ellipsis is a pause inside the sentence
-    s = re.sub(r"[()\[\]]", ",", s)
+    s = re.sub(r"[()\[\]]", " , ", s)
     s = re.sub(r"[\"*_#]", " ", s)
     s = re.sub(r"(?<![A-Za-z])'|'(?![A-Za-z])", " ", s)  # quotes, but not apostrophes
     s = re.sub(r"(?<![A-Za-z])-+|-+(?![A-Za-z])", " ", s)  # dashes, but not hyphens inside words
