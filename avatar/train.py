@@ -1,0 +1,343 @@
+"""Fit mesh-bound Gaussians to a tracked clip: presets, the optimisation loop, densify/prune, checkpoints.
+
+Per iteration one training frame is rendered: the frame's camera-space mesh vertices (precomputed from the
+tracked pose and expression coefficients) -> `bind_gaussians` -> `render_gaussians` over a random background
+colour -> (1-λ)·L1 + λ·D-SSIM against the frame composited over the same colour with its selfie matte (the
+random colour makes the Gaussians' alpha learn the matte), plus regularisers that keep every Gaussian near its
+parent triangle. Adam with one learning rate per parameter group; every `densify_every` iterations Gaussians
+with large accumulated screen-space gradients are cloned (small ones) or split (large ones) and transparent
+ones are pruned, never removing the last Gaussian of a triangle.
+
+Checkpoints (parameters + Adam state + densify statistics as safetensors, the rest as JSON) are written every
+`checkpoint_every_s` seconds and at the end; `train()` resumes from a checkpoint in `checkpoint_dir` when one
+exists, so a killed run continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from avatar.binding import bind_gaussians
+from avatar.densify import (
+    PARAM_KEYS,
+    initial_gaussians,
+    plan_densify,
+    plan_prune,
+    update_optimizer_state,
+)
+from avatar.library import atomic_folder
+from avatar.losses import local_position_penalty, local_scale_penalty, photometric_loss, psnr
+
+ProgressCallback = Callable[[str, float, dict], None]
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (saved in the avatar and in checkpoints)."""
+
+    preset: str = "fast"
+    resolution: int = 256  # training/render size in pixels (square crop)
+    iterations: int = 3000
+    time_budget_s: float = 270.0  # stop early when training alone has used this much wall time
+    gaussians_per_face: int = 2
+    lr_means: float = 3e-3  # local units (triangle sizes)
+    lr_quats: float = 3e-3
+    lr_scales: float = 1e-2
+    lr_opacity: float = 5e-2
+    lr_colors: float = 2e-2
+    lr_final_factor: float = 0.1  # means lr decays exponentially to this fraction at the end
+    dssim_weight: float = 0.2
+    position_threshold: float = 1.0  # free radius of a Gaussian around its triangle, in triangle sizes
+    position_weight: float = 1.0
+    max_log_scale: float = math.log(1.5)  # largest free local scale (triangle sizes)
+    scale_weight: float = 1.0
+    densify_every: int = 200
+    densify_from: int = 300
+    densify_until_fraction: float = 0.7
+    densify_grad_threshold: float = 2e-4  # mean screen-space gradient norm of the bound means (NDC-ish units)
+    split_log_scale: float = math.log(0.5)  # local log scale above which a densified Gaussian splits
+    max_gaussians: int = 40000
+    prune_opacity: float = 0.01
+    random_background: bool = True
+    holdout_every: int = 10
+    holdout_seconds: float = 4.0
+    checkpoint_every_s: float = 120.0
+    checkpoint_every_iterations: int = 0  # 0: by time only (tests use iterations for determinism)
+    preview_every: int = 500
+    seed: int = 0
+    backend: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "TrainConfig":
+        known = {f for f in TrainConfig.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config fields {sorted(unknown)}")
+        return TrainConfig(**data)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # <= 5 min here: 256 px, about 3k iterations.
+    "fast": TrainConfig(preset="fast", resolution=256, iterations=3000, time_budget_s=240.0),
+    # <= 30 min here: 512 px, more Gaussians and iterations.
+    "standard": TrainConfig(preset="standard", resolution=512, iterations=12000, time_budget_s=1500.0,
+                            densify_every=300, densify_from=500, max_gaussians=80000, preview_every=1000),
+    # CI: seconds, tiny images.
+    "tiny": TrainConfig(preset="tiny", resolution=48, iterations=60, time_budget_s=60.0, gaussians_per_face=1,
+                        densify_every=20, densify_from=20, densify_grad_threshold=1e-5, preview_every=0,
+                        checkpoint_every_s=3600.0, backend="auto"),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """A copy of preset `name` (fast, standard, tiny) with field overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+@dataclass
+class TrainingData:
+    """Everything the loop needs, already at the training resolution.
+
+    frames: [T, H, W, 3] float in [0, 1]; mattes: [T, H, W] float in [0, 1]; vertices: [T, V, 3] extended-mesh
+    vertices in camera space; faces: [F, 3] long; train_indices / holdout_indices: frame numbers.
+    """
+
+    frames: Tensor
+    mattes: Tensor
+    vertices: Tensor
+    faces: Tensor
+    camera: Any  # render.Camera at the training resolution
+    train_indices: list[int]
+    holdout_indices: list[int]
+
+    def __post_init__(self) -> None:
+        t = self.frames.shape[0]
+        if self.frames.ndim != 4 or self.frames.shape[-1] != 3:
+            raise ValueError(f"frames must be [T, H, W, 3], got {tuple(self.frames.shape)}")
+        if self.mattes.shape != self.frames.shape[:3]:
+            raise ValueError(f"mattes must be [T, H, W] = {tuple(self.frames.shape[:3])}, got {tuple(self.mattes.shape)}")
+        if self.vertices.ndim != 3 or self.vertices.shape[0] != t or self.vertices.shape[-1] != 3:
+            raise ValueError(f"vertices must be [T={t}, V, 3], got {tuple(self.vertices.shape)}")
+        if (self.camera.height, self.camera.width) != tuple(self.frames.shape[1:3]):
+            raise ValueError("camera size differs from the frame size")
+        if not self.train_indices:
+            raise ValueError("no training frames are left after holding frames out; use a longer clip")
+
+
+def split_frames(num_frames: int, fps: float, holdout_every: int, holdout_seconds: float) -> tuple[list[int], list[int]]:
+    """Held-out split: every `holdout_every`-th frame (0, 10, 20...) and the last `holdout_seconds` are held out."""
+    tail = int(round(holdout_seconds * fps))
+    if tail >= num_frames:
+        raise ValueError(f"holding out the last {holdout_seconds} s leaves no training frames in a {num_frames / fps:.1f} s clip")
+    held = set(range(num_frames - tail, num_frames))
+    if holdout_every > 0:
+        held.update(range(0, num_frames, holdout_every))
+    train = [i for i in range(num_frames) if i not in held]
+    return train, sorted(held)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: final parameters (face-local), statistics and the loss/PSNR history."""
+
+    params: dict[str, Tensor]
+    parent: Tensor  # [N] long
+    iterations: int
+    seconds: float
+    resumed_from: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _make_optimizer(params: dict[str, Tensor], config: TrainConfig) -> torch.optim.Adam:
+    rates = {"local_means": config.lr_means, "local_quats": config.lr_quats, "local_log_scales": config.lr_scales,
+             "opacity_logits": config.lr_opacity, "colors": config.lr_colors}
+    groups = [{"params": [params[k]], "lr": rates[k], "name": k} for k in PARAM_KEYS]
+    return torch.optim.Adam(groups, eps=1e-15)
+
+
+def render_frame(params: dict[str, Tensor], parent: Tensor, vertices: Tensor, faces: Tensor, camera: Any,
+                 background: Tensor, backend: str = "auto", keep_means_grad: bool = False):
+    """Bind the Gaussians to one frame's vertices [V, 3] and render; returns (RenderOutput, bound means)."""
+    from render import render_gaussians
+
+    bound = bind_gaussians(vertices, faces, parent, params["local_means"], params["local_quats"], params["local_log_scales"])
+    means = bound.means
+    if keep_means_grad:
+        means.retain_grad()
+    out = render_gaussians(means, bound.quats, bound.log_scales, params["opacity_logits"], params["colors"], camera,
+                           background, backend=backend)
+    return out, means
+
+
+def composite(frame: Tensor, matte: Tensor, background: Tensor) -> Tensor:
+    """frame [H, W, 3] over background ([3] or [H, W, 3]) with matte [H, W]."""
+    return frame * matte[..., None] + background * (1 - matte[..., None])
+
+
+def _checkpoint_paths(checkpoint_dir: Path) -> tuple[Path, Path]:
+    return checkpoint_dir / "state.safetensors", checkpoint_dir / "state.json"
+
+
+def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Tensor, optimizer: torch.optim.Adam,
+                    stats: dict[str, Tensor], iteration: int, elapsed_s: float, config: TrainConfig,
+                    history: dict[str, list[float]]) -> None:
+    """Write parameters, Adam moments, densify statistics and the RNG state atomically."""
+    tensors = {f"param.{k}": v.detach().contiguous() for k, v in params.items()}
+    tensors["parent"] = parent.contiguous()
+    steps = {}
+    for group in optimizer.param_groups:
+        state = optimizer.state.get(group["params"][0], {})
+        if state:
+            tensors[f"adam.{group['name']}.exp_avg"] = state["exp_avg"].contiguous()
+            tensors[f"adam.{group['name']}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
+            steps[group["name"]] = float(state["step"])
+    for k, v in stats.items():
+        tensors[f"stats.{k}"] = v.contiguous()
+    tensors["rng"] = torch.get_rng_state()
+    meta = {"version": CHECKPOINT_VERSION, "iteration": iteration, "elapsed_s": elapsed_s, "config": config.to_dict(),
+            "adam_steps": steps, "lrs": {g["name"]: g["lr"] for g in optimizer.param_groups}, "history": history}
+    with atomic_folder(checkpoint_dir) as staging:
+        tensor_path, json_path = _checkpoint_paths(staging)
+        save_file(tensors, str(tensor_path))
+        json_path.write_text(json.dumps(meta))
+
+
+def load_checkpoint(checkpoint_dir: Path, config: TrainConfig):
+    """Read a checkpoint; returns (params, parent, optimizer, stats, iteration, elapsed, history) or None."""
+    tensor_path, json_path = _checkpoint_paths(checkpoint_dir)
+    if not (tensor_path.is_file() and json_path.is_file()):
+        return None
+    meta = json.loads(json_path.read_text())
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint in {checkpoint_dir} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}")
+    saved = TrainConfig.from_dict(meta["config"])
+    if saved.resolution != config.resolution or saved.preset != config.preset:
+        raise ValueError(f"checkpoint in {checkpoint_dir} is for preset {saved.preset} at {saved.resolution} px, "
+                         f"not {config.preset} at {config.resolution} px; delete it to start over")
+    tensors = load_file(str(tensor_path))
+    params = {k: tensors[f"param.{k}"].clone().requires_grad_(True) for k in PARAM_KEYS}
+    parent = tensors["parent"]
+    optimizer = _make_optimizer(params, config)
+    for group in optimizer.param_groups:
+        name = group["name"]
+        group["lr"] = meta["lrs"][name]
+        if name in meta["adam_steps"]:
+            optimizer.state[group["params"][0]] = {
+                "step": torch.tensor(meta["adam_steps"][name]),
+                "exp_avg": tensors[f"adam.{name}.exp_avg"].clone(),
+                "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"].clone(),
+            }
+    stats = {k[len("stats."):]: v.clone() for k, v in tensors.items() if k.startswith("stats.")}
+    torch.set_rng_state(tensors["rng"])
+    return params, parent, optimizer, stats, int(meta["iteration"]), float(meta["elapsed_s"]), meta.get("history", {})
+
+
+def _apply_plan(params: dict[str, Tensor], optimizer: torch.optim.Adam, plan) -> dict[str, Tensor]:
+    """Replace every parameter by the planned one, carrying Adam moments along `plan.source_index`."""
+    new_params = {k: plan.params[k].detach().clone().requires_grad_(True) for k in PARAM_KEYS}
+    update_optimizer_state(optimizer, params, new_params, plan.source_index)
+    return new_params
+
+
+def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None = None,
+          progress: ProgressCallback | None = None, preview: Callable[[dict, Tensor, int], None] | None = None,
+          resume: bool = True) -> TrainResult:
+    """Optimise Gaussians bound to `data`'s mesh; resumes from `checkpoint_dir` when it holds a checkpoint.
+
+    progress(stage, fraction, info) is called about every 1 % with info {"iteration", "loss", "psnr"};
+    preview(params, parent, iteration) every `config.preview_every` iterations (for preview PNGs).
+    """
+    torch.manual_seed(config.seed)
+    restored = load_checkpoint(checkpoint_dir, config) if (checkpoint_dir is not None and resume) else None
+    if restored is not None:
+        params, parent, optimizer, stats, start, elapsed_before, history = restored
+    else:
+        first = data.train_indices[0]
+        params, parent = initial_gaussians(data.vertices[first], data.faces, data.frames[first], data.camera,
+                                           config.gaussians_per_face, seed=config.seed)
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        optimizer = _make_optimizer(params, config)
+        stats = {"grad_accum": torch.zeros(parent.shape[0]), "grad_count": torch.zeros(parent.shape[0])}
+        start, elapsed_before, history = 0, 0.0, {"iteration": [], "loss": [], "psnr": []}
+    decay = config.lr_final_factor ** (1.0 / max(config.iterations, 1))
+    densify_until = int(config.densify_until_fraction * config.iterations)
+    run_start = time.monotonic()
+    last_checkpoint = run_start
+    report_every = max(1, config.iterations // 100)
+    iteration = start
+    window_loss, window_psnr = [], []
+    while iteration < config.iterations:
+        if elapsed_before + (time.monotonic() - run_start) > config.time_budget_s:
+            break
+        index = data.train_indices[int(torch.randint(len(data.train_indices), (1,)))]
+        background = torch.rand(3) if config.random_background else torch.zeros(3)
+        out, means = render_frame(params, parent, data.vertices[index], data.faces, data.camera, background,
+                                  config.backend, keep_means_grad=True)
+        target = composite(data.frames[index], data.mattes[index], background)
+        loss = photometric_loss(out.color, target, config.dssim_weight)
+        loss = loss + config.position_weight * local_position_penalty(params["local_means"], config.position_threshold)
+        loss = loss + config.scale_weight * local_scale_penalty(params["local_log_scales"], config.max_log_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            if means.grad is not None:
+                # Screen-space proxy: camera-space xy gradient scaled by depth / focal length.
+                z = means[:, 2:3].clamp_min(1e-6)
+                screen = means.grad[:, :2] * z / data.camera.fx
+                stats["grad_accum"] += screen.norm(dim=-1)
+                stats["grad_count"] += 1
+        optimizer.step()
+        for group in optimizer.param_groups:
+            if group["name"] == "local_means":
+                group["lr"] *= decay
+        iteration += 1
+        window_loss.append(float(loss.detach()))
+        window_psnr.append(psnr(out.color, target))
+
+        if config.densify_from <= iteration <= densify_until and iteration % config.densify_every == 0:
+            mean_grad = stats["grad_accum"] / stats["grad_count"].clamp_min(1)
+            plan = plan_densify(params, parent, mean_grad > config.densify_grad_threshold, config.split_log_scale,
+                                config.max_gaussians)
+            if plan is not None:
+                params, parent = _apply_plan(params, optimizer, plan), plan.parent
+            plan = plan_prune(params, parent, torch.sigmoid(params["opacity_logits"].detach()) < config.prune_opacity)
+            if plan is not None:
+                params, parent = _apply_plan(params, optimizer, plan), plan.parent
+            stats = {"grad_accum": torch.zeros(parent.shape[0]), "grad_count": torch.zeros(parent.shape[0])}
+
+        if iteration % report_every == 0 or iteration == config.iterations:
+            history["iteration"].append(iteration)
+            history["loss"].append(sum(window_loss) / len(window_loss))
+            history["psnr"].append(sum(window_psnr) / len(window_psnr))
+            window_loss, window_psnr = [], []
+            if progress is not None:
+                progress("training", iteration / config.iterations,
+                         {"iteration": iteration, "loss": history["loss"][-1], "psnr": history["psnr"][-1],
+                          "gaussians": int(parent.shape[0])})
+        if preview is not None and config.preview_every and iteration % config.preview_every == 0:
+            preview({k: v.detach() for k, v in params.items()}, parent, iteration)
+        now = time.monotonic()
+        due_by_count = config.checkpoint_every_iterations and iteration % config.checkpoint_every_iterations == 0
+        if checkpoint_dir is not None and (due_by_count or now - last_checkpoint > config.checkpoint_every_s):
+            save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration,
+                            elapsed_before + now - run_start, config, history)
+            last_checkpoint = now
+    elapsed = elapsed_before + time.monotonic() - run_start
+    if checkpoint_dir is not None:
+        save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration, elapsed, config, history)
+    return TrainResult(params={k: v.detach() for k, v in params.items()}, parent=parent, iterations=iteration,
+                       seconds=elapsed, resumed_from=start, history=history)

@@ -1,0 +1,137 @@
+"""Training: the held-out split, loss going down on synthetic and real data, bookkeeping, resume after kill."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from avatar.train import TrainingData, load_checkpoint, preset, split_frames, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def grid_mesh(cells: int = 4, size: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """A slightly bumpy square grid of cells x cells quads (2 triangles each) in the z = 0 plane."""
+    ticks = torch.linspace(-size / 2, size / 2, cells + 1)
+    y, x = torch.meshgrid(ticks, ticks, indexing="ij")
+    z = 0.02 * torch.sin(6 * x / size) * torch.cos(5 * y / size)
+    vertices = torch.stack([x, y, z], -1).reshape(-1, 3)
+    faces = []
+    for row in range(cells):
+        for col in range(cells):
+            a = row * (cells + 1) + col
+            faces += [(a, a + 1, a + cells + 2), (a, a + cells + 2, a + cells + 1)]
+    return vertices, torch.tensor(faces, dtype=torch.long)
+
+
+def make_synthetic_data(frames: int = 12, resolution: int = 32, seed: int = 0) -> TrainingData:
+    """A textured grid turning slightly in front of the camera, rendered from known Gaussians."""
+    from avatar.binding import bind_gaussians
+    from render import Camera, render_gaussians
+
+    g = torch.Generator().manual_seed(seed)
+    vertices, faces = grid_mesh()
+    camera = Camera(resolution * 1.5, resolution * 1.5, resolution / 2, resolution / 2, resolution, resolution, torch.eye(4))
+    n = 200
+    parent = torch.randint(faces.shape[0], (n,), generator=g)
+    local = {"means": torch.randn(n, 3, generator=g) * 0.3, "quats": torch.randn(n, 4, generator=g),
+             "log_scales": torch.full((n, 3), math.log(0.4))}
+    colors, opacity = torch.rand(n, 3, generator=g), torch.full((n,), 2.0)
+    all_vertices, images, mattes = [], [], []
+    for t in range(frames):
+        angle = 0.3 * math.sin(t)
+        rotation = torch.tensor([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]])
+        posed = vertices @ rotation.T + torch.tensor([0.01 * t, 0.0, 0.5])
+        bound = bind_gaussians(posed, faces, parent, local["means"], local["quats"], local["log_scales"])
+        out = render_gaussians(bound.means, bound.quats, bound.log_scales, opacity, colors, camera, torch.zeros(3))
+        all_vertices.append(posed)
+        images.append(out.color.clamp(0, 1))
+        mattes.append(out.alpha.clamp(0, 1))
+    train_idx, held_idx = split_frames(frames, 4.0, holdout_every=5, holdout_seconds=0.5)
+    return TrainingData(torch.stack(images), torch.stack(mattes), torch.stack(all_vertices), faces, camera,
+                        train_idx, held_idx)
+
+
+def test_split_holds_out_every_tenth_and_the_tail():
+    train_idx, held = split_frames(100, 25.0, holdout_every=10, holdout_seconds=1.0)
+    assert set(train_idx).isdisjoint(held) and sorted(train_idx + held) == list(range(100))
+    assert set(range(75, 100)) <= set(held) and {0, 10, 50, 70} <= set(held)
+    with pytest.raises(ValueError, match="no training frames"):
+        split_frames(20, 25.0, 10, 1.0)
+
+
+def fixed_background_loss(data: TrainingData, params, parent) -> float:
+    """Photometric loss over the training frames on a black background (deterministic, unlike training's)."""
+    from avatar.losses import photometric_loss
+    from avatar.train import composite, render_frame
+
+    total = 0.0
+    with torch.no_grad():
+        for i in data.train_indices:
+            out, _ = render_frame(params, parent, data.vertices[i], data.faces, data.camera, torch.zeros(3))
+            total += float(photometric_loss(out.color, composite(data.frames[i], data.mattes[i], torch.zeros(3))))
+    return total / len(data.train_indices)
+
+
+def test_training_lowers_the_loss_and_keeps_every_triangle_covered():
+    from avatar.densify import initial_gaussians
+
+    data = make_synthetic_data()
+    config = preset("tiny", resolution=32, iterations=150, densify_every=50, densify_from=50, prune_opacity=0.05)
+    first = data.train_indices[0]
+    start_params, start_parent = initial_gaussians(data.vertices[first], data.faces, data.frames[first], data.camera,
+                                                   config.gaussians_per_face, seed=config.seed)
+    result = train(data, config)
+    before = fixed_background_loss(data, start_params, start_parent)
+    after = fixed_background_loss(data, result.params, result.parent)
+    assert after < 0.6 * before, (before, after)
+    assert result.parent.shape[0] == result.params["colors"].shape[0]
+    covered = torch.zeros(data.faces.shape[0], dtype=torch.bool)
+    covered[result.parent] = True
+    assert bool(covered.all()), "densify/prune orphaned a triangle"
+    assert result.parent.shape[0] > data.faces.shape[0]  # densification added Gaussians
+
+
+_RUN_SCRIPT = """
+import sys
+from pathlib import Path
+from tests.test_train import make_synthetic_data
+from avatar.train import preset, train
+result = train(make_synthetic_data(), preset("tiny", resolution=32, iterations=int(sys.argv[2]),
+               checkpoint_every_iterations=10, time_budget_s=600), checkpoint_dir=Path(sys.argv[1]))
+print("RESUMED_FROM", result.resumed_from, "ITERATIONS", result.iterations, flush=True)
+"""
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
+    checkpoint = tmp_path / "ckpt"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", _RUN_SCRIPT, str(checkpoint), "100000"]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not (checkpoint / "state.json").is_file():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = load_checkpoint(checkpoint, preset("tiny", resolution=32))
+    reached = saved[4]
+    assert reached >= 10
+    target = reached + 5
+    finished = subprocess.run([sys.executable, "-c", _RUN_SCRIPT, str(checkpoint), str(target)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    words = finished.stdout.split()
+    assert int(words[words.index("RESUMED_FROM") + 1]) == reached
+    assert int(words[words.index("ITERATIONS") + 1]) == target
