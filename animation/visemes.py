@@ -124,10 +124,10 @@ ARPABET: dict[str, str] = {
     "AO": "oh",
     "UH": "ou", "UW": "ou", "W": "ou", "UX": "ou", "WH": "ou",
 }
-# Diphthongs as (class, fraction of the phone's duration) halves: nucleus, then glide.
+# Diphthongs as (class, fraction of the phone's duration) halves: nucleus, then glide (same split as IPA).
 ARPABET_DIPHTHONGS: dict[str, tuple[tuple[str, float], ...]] = {
     "AY": (("aa", 0.55), ("ih", 0.45)), "AW": (("aa", 0.55), ("ou", 0.45)),
-    "EY": (("E", 0.6), ("ih", 0.4)), "OW": (("oh", 0.6), ("ou", 0.4)), "OY": (("oh", 0.55), ("ih", 0.45)),
+    "EY": (("E", 0.55), ("ih", 0.45)), "OW": (("oh", 0.55), ("ou", 0.45)), "OY": (("oh", 0.55), ("ih", 0.45)),
 }
 ARPABET_SILENCE = {"", "SIL", "SP", "SPN", "NSN", "NOISE", "BREATH", "COUGH", "SMACK", "UH_FILLER", "PAU",
                    "EPI", "H#", "#H", "GARBAGE"}
@@ -192,7 +192,9 @@ def _parse_ipa(label: str) -> tuple[tuple[str, float], ...] | str:
         i += 1
     if not classes:
         return ((FALLBACK_CLASS, 1.0),)
-    vowels = [c for c in core if c in IPA_VOWELS]
+    # Vowels, and j/w right after a vowel (MFA writes diphthongs as "aj", "aw", "ej", "ow", "ɔj").
+    vowels = [c for i, c in enumerate(core)
+              if c in IPA_VOWELS or (i > 0 and c in "jwɥ" and core[i - 1] in IPA_VOWELS)]
     if len(classes) == 1 or len(vowels) < len(classes):
         # A consonant cluster or an odd label: its first articulation decides (closest by first char).
         return ((classes[0], 1.0),)

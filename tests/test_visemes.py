@@ -105,6 +105,16 @@ def test_track_resolves_piper_modifiers_and_diphthongs() -> None:
     assert track[6].end_s - track[6].start_s > track[7].end_s - track[7].start_s  # nucleus longer than glide
 
 
+@pytest.mark.parametrize("ipa,arpa", [("aɪ", "AY1"), ("aj", "AY1"), ("aʊ", "AW1"), ("aw", "AW1"), ("eɪ", "EY1"),
+                                       ("ej", "EY1"), ("oʊ", "OW1"), ("ow", "OW1"), ("ɔɪ", "OY1"), ("ɔj", "OY1")])
+def test_diphthongs_split_the_same_in_both_phone_sets(ipa: str, arpa: str) -> None:
+    """espeak ("aɪ"), MFA 2.x ("aj") and ARPAbet ("AY") diphthongs give the same two halves."""
+    a = viseme_track([Segment(ipa, 0.0, 0.3)], "ipa")
+    b = viseme_track([Segment(arpa, 0.0, 0.3)], "arpabet")
+    assert [(s.viseme, round(s.end_s, 9)) for s in a] == [(s.viseme, round(s.end_s, 9)) for s in b]
+    assert len(a) == 2
+
+
 def test_arpabet_diphthong_is_split() -> None:
     track = viseme_track([Segment("OW1", 0.0, 0.2)], "arpabet")
     assert [s.viseme for s in track] == ["oh", "ou"]
