@@ -50,7 +50,7 @@ class Dominance:
 
 DOMINANCE: dict[str, Dominance] = {
     "sil": Dominance(1.0, 0.05, 0.05),
-    "PP": Dominance(3.0, 0.03, 0.025),
+    "PP": Dominance(2.0, 0.02, 0.015),
     "FF": Dominance(2.0, 0.03, 0.03),
     "TH": Dominance(1.2, 0.03, 0.03),
     "DD": Dominance(0.5, 0.03, 0.03),
@@ -75,6 +75,7 @@ class CoarticulationOptions:
     rounding_anticipation_s: tau_before of rounded vowels (oh, ou); None keeps the table value.
     weak_strength_scale: dominance factor for phones with no lip target (h, ʔ, schwa).
     samples_per_frame: sub-samples that average the dominance over a frame's span.
+    shutter: fraction of the frame period (centred) that the average covers, like a camera shutter.
     closure_weight: PP weight forced on one frame per bilabial.
     rest_pause_s / rest_margin_s: pauses at least this long are at rest this far inside their edges.
     deflicker: apply the no-single-frame-dominance rule.
@@ -84,6 +85,7 @@ class CoarticulationOptions:
     rounding_anticipation_s: float | None = None
     weak_strength_scale: float = 0.5
     samples_per_frame: int = 8
+    shutter: float = 1.0
     closure_weight: float = 0.95
     rest_pause_s: float = 0.3
     rest_margin_s: float = 0.1
@@ -93,6 +95,8 @@ class CoarticulationOptions:
     def __post_init__(self) -> None:
         if self.samples_per_frame < 1:
             raise ValueError(f"samples_per_frame must be >= 1, got {self.samples_per_frame}")
+        if not 0.0 < self.shutter <= 1.0:
+            raise ValueError(f"shutter must be in (0, 1], got {self.shutter}")
         if not 0.0 <= self.closure_weight <= 1.0:
             raise ValueError(f"closure_weight must be in [0, 1], got {self.closure_weight}")
         if self.rounding_anticipation_s is not None and self.rounding_anticipation_s <= 0:
@@ -139,7 +143,9 @@ def dominance_blend(track: Sequence[VisemeSegment], fps: float, n_frames: int,
                     options: CoarticulationOptions) -> np.ndarray:
     """Normalised dominance, box-averaged per frame -> [T, n_visemes]; rows sum to 1."""
     k = options.samples_per_frame
-    times = (np.arange(n_frames * k) + 0.5) / (k * float(fps))  # [T*K]
+    # K sub-samples spread over the central `shutter` fraction of each frame period.
+    offsets = 0.5 + options.shutter * ((np.arange(k) + 0.5) / k - 0.5)
+    times = ((np.arange(n_frames)[:, None] + offsets[None, :]) / float(fps)).reshape(-1)  # [T*K]
     total = np.zeros((n_frames * k, len(VISEMES)))
     for seg in track:
         dom = options.dominance_of(seg.viseme)

@@ -7,6 +7,7 @@ Uses matplotlib's Agg canvas directly (no pyplot state, no display needed).
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from animation.coarticulation import (CoarticulationOptions, bilabial_closure_fr
                                       viseme_weights)
 from animation.loudness import OpennessOptions, frame_rms, loudness_gain, mouth_openness
 from animation.visemes import SHAPES, VISEMES
-from audio.speech import Speech
+from audio.speech import Speech, load_timing
 
 # One colour per viseme: closures dark, lip-teeth/tongue consonants cool, r and vowels warm, rounded purple.
 VISEME_COLOURS: dict[str, str] = {
@@ -149,3 +150,61 @@ def plot_timing(speech: Speech, fps: float, path: str | Path, options: TimingPlo
         ax.tick_params(labelsize=9)
     fig.savefig(path, dpi=options.dpi)
     return path
+
+
+def speech_from_files(timing_path: str | Path, audio_path: str | Path) -> Speech:
+    """A Speech from a timing.json (`app.py speak/timing`) and the audio it describes.
+
+    The timing must describe this very waveform (for uploads: the prepared audio that the timing command
+    aligned, not the raw upload, if trimming moved it); a duration mismatch is reported in `notes`.
+    """
+    from audio.io import decode_audio  # ffmpeg only when plotting from files
+
+    data = load_timing(timing_path)
+    sample_rate = int(data["sample_rate"])
+    wave, notes = decode_audio(audio_path, target_sr=sample_rate)
+    speech = Speech(wave, sample_rate, data.get("text", ""), words=data["words"], phones=data["phones"],
+                    phone_set=data["phone_set"], source=data.get("source", ""), notes=list(notes))
+    expected = float(data.get("duration_s", speech.duration_s))
+    if abs(expected - speech.duration_s) > 0.05:
+        speech.notes.append(f"audio lasts {speech.duration_s:.2f} s but the timing was made for {expected:.2f} s")
+    return speech
+
+
+def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `plot-timing TIMING AUDIO --out PNG` (for app.py; also `python -m animation.timing_plot`)."""
+    cmd = subparsers.add_parser("plot-timing", help="timing JSON + audio -> PNG of phones, visemes, openness",
+                                description="Draw waveform, words, phones, viseme weights and mouth openness.")
+    cmd.add_argument("timing", type=Path, help="timing JSON written by `speak --timing` or `timing`")
+    cmd.add_argument("audio", type=Path, help="the audio the timing describes")
+    cmd.add_argument("--out", type=Path, required=True, help="output PNG")
+    cmd.add_argument("--fps", type=float, default=25.0, help="video frame rate (default 25)")
+    cmd.add_argument("--start", type=float, default=None, help="zoom: first second to show")
+    cmd.add_argument("--end", type=float, default=None, help="zoom: last second to show")
+    cmd.set_defaults(handler=run_plot_command)
+
+
+def run_plot_command(args: argparse.Namespace) -> int:
+    speech = speech_from_files(args.timing, args.audio)
+    window = None
+    if args.start is not None or args.end is not None:
+        window = (args.start or 0.0, args.end if args.end is not None else speech.duration_s)
+    plot_timing(speech, args.fps, args.out, TimingPlotOptions(time_range=window))
+    for note in speech.notes:
+        print(f"note: {note}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m animation.timing_plot")
+    add_plot_command(parser.add_subparsers(dest="command", required=True))
+    argv = sys.argv[1:]
+    parsed = parser.parse_args(["plot-timing", *argv] if argv[:1] != ["plot-timing"] else argv)
+    try:
+        sys.exit(parsed.handler(parsed))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
