@@ -293,38 +293,41 @@ def save_debug_png(clip: TrackedClip, path: str | Path, num_frames: int = 4) -> 
     picks = np.unique(np.linspace(0, clip.num_frames - 1, num_frames).round().astype(int))
     posed = rig_module.pose_points(clip.expression_landmarks(), clip.rotation, clip.translation)
     projected = rig_module.project(posed, clip.camera)
-    columns = max(len(picks), 3)
-    figure, axes = plt.subplots(3, columns, figsize=(4 * columns, 12), squeeze=False)
+    columns = max(len(picks), 2)
+    figure = plt.figure(figsize=(4 * columns, 12))
+    grid = figure.add_gridspec(3, 2 * columns)
     for column, index in enumerate(picks):
-        axis = axes[0, column]
+        axis = figure.add_subplot(grid[0, 2 * column : 2 * column + 2])
         axis.imshow(clip.frames[index])
         axis.scatter(*clip.landmarks_2d[index].T, s=1.5, c="lime", label="tracked")
         axis.scatter(*projected[index].T, s=1.5, c="red", label="rig reprojected")
         axis.set_title(f"frame {index} ({index / clip.fps:.2f} s){'' if clip.valid[index] else ' invalid'}")
         axis.axis("off")
-    axes[0, 0].legend(loc="lower left", fontsize=8, markerscale=4)
-    for column in range(columns):
-        for row in (1, 2):
-            axes[row, column].axis("off")
-    axes[1, 0].imshow(clip.mattes[picks[0]], cmap="gray")
-    axes[1, 0].set_title("matte")
-    axes[1, 1].imshow(clip.background)
-    axes[1, 1].set_title("background plate")
+        if column == 0:
+            axis.legend(loc="lower left", fontsize=8, markerscale=4)
+    for column, (image, title) in enumerate(((clip.mattes[picks[0]], "matte"), (clip.background, "background plate"))):
+        axis = figure.add_subplot(grid[1, 2 * column : 2 * column + 2])
+        axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        axis.set_title(title)
+        axis.axis("off")
     times = np.arange(clip.num_frames) / clip.fps
     euler = Rotation.from_matrix(clip.rotation.astype(np.float64)).as_euler("yxz", degrees=True)
-    pose_axis = figure.add_subplot(3, 2, 5)
+    pose_axis = figure.add_subplot(grid[2, :columns])
     for column, name in enumerate(("yaw", "pitch", "roll")):
         pose_axis.plot(times, euler[:, column], label=f"{name} (deg)")
-    pose_axis.plot(times, (clip.translation - clip.translation.mean(0)) * 1000, ":", lw=0.8)
+    offsets = (clip.translation - clip.translation.mean(0)) * 1000
+    for column, (name, colour) in enumerate(zip("xyz", ("tab:purple", "tab:brown", "tab:gray"))):
+        pose_axis.plot(times, offsets[:, column], ":", lw=0.9, color=colour, label=f"t{name} - mean (mm)")
     pose_axis.set_xlabel("time (s)")
     pose_axis.set_title("head pose (solid: rotation deg; dotted: translation - mean, mm)")
     pose_axis.legend(fontsize=8)
-    coeff_axis = figure.add_subplot(3, 2, 6)
+    coeff_axis = figure.add_subplot(grid[2, columns:])
     for k in range(min(4, clip.coeffs.shape[1])):
         coeff_axis.plot(times, clip.coeffs[:, k] * 1000, label=f"expr {k} ({clip.explained_variance[k]:.0%})")
     coeff_axis.set_title("expression coefficients (mm)")
     coeff_axis.set_xlabel("time (s)")
-    coeff_axis.legend(fontsize=8)
+    if clip.coeffs.shape[1]:
+        coeff_axis.legend(fontsize=8)
     error = clip.meta.get("reprojection_px", {})
     figure.suptitle(f"{Path(clip.meta.get('source', {}).get('path', '?')).name}: {clip.num_frames} frames, "
                     f"reprojection median {error.get('median', float('nan')):.2f} px, "
