@@ -13,8 +13,10 @@ surfaces to carry Gaussians, all driven by the same tracked landmarks:
   tongue         small dome patch behind lower teeth   follows the chin, damped
   mouth_cavity   dark back wall behind the teeth       top rigid, bottom follows the chin: it
                                                        stretches as the mouth opens
-  neck           elliptic tube below the jaw, flared   rigid with the head
-                 into the shoulders
+  neck           elliptic tube below the jaw, flared   rigid with the head; given the head
+                 into the shoulders                    rotation it follows head turns only
+                                                       partly (fully at the jaw, 20% at the
+                                                       shoulders), pivoting in the neck
 
 `build_topology(resolution)` gives the fixed triangle list; `build_rig(neutral_landmarks)` places
 the extra vertices once per avatar from its neutral face; `extend_vertices(landmarks, rig)` is a
@@ -37,6 +39,7 @@ import torch
 from torch import Tensor
 
 from avatar import face_topology as ft
+from avatar.binding import rotation_matrix_to_quaternion
 from avatar.mesh_shapes import MAX_ANCHORS, place_extra_vertices
 
 __all__ = [
@@ -202,6 +205,8 @@ class ExtendedMeshRig:
     extra_neutral: Tensor  # [E, 3], vertex 478 + e
     anchor_index: Tensor  # [E, K] long, landmark indices
     anchor_weight: Tensor  # [E, K] float
+    head_follow: Tensor  # [E] float, share of the head's rotation each extra vertex follows (neck < 1)
+    neck_pivot: Tensor  # [3], centre of the neck's partial counter-rotation
     resolution: MeshResolution
 
     def to_tensors(self) -> dict[str, Tensor]:
@@ -211,6 +216,8 @@ class ExtendedMeshRig:
             "extra_neutral": self.extra_neutral.detach().cpu().contiguous(),
             "anchor_index": self.anchor_index.cpu().contiguous(),
             "anchor_weight": self.anchor_weight.detach().cpu().contiguous(),
+            "head_follow": self.head_follow.detach().cpu().contiguous(),
+            "neck_pivot": self.neck_pivot.detach().cpu().contiguous(),
         }
 
     def metadata(self) -> dict:
@@ -222,12 +229,13 @@ class ExtendedMeshRig:
         if metadata.get("format_version") != RIG_FORMAT_VERSION:
             raise ValueError(f"unsupported rig format version {metadata.get('format_version')!r}")
         resolution = MeshResolution(**metadata.get("resolution", {}))
-        missing = {"neutral_landmarks", "extra_neutral", "anchor_index", "anchor_weight"} - set(tensors)
+        missing = {"neutral_landmarks", "extra_neutral", "anchor_index", "anchor_weight", "head_follow",
+                   "neck_pivot"} - set(tensors)
         if missing:
             raise ValueError(f"rig tensors missing: {sorted(missing)}")
         rig = ExtendedMeshRig(
             tensors["neutral_landmarks"], tensors["extra_neutral"], tensors["anchor_index"],
-            tensors["anchor_weight"], resolution,
+            tensors["anchor_weight"], tensors["head_follow"], tensors["neck_pivot"], resolution,
         )
         rig.validate()
         return rig
@@ -245,19 +253,69 @@ class ExtendedMeshRig:
             raise ValueError("rig.anchor_index points outside the 478 landmarks")
         if not w.is_floating_point() or w.shape != idx.shape or not torch.isfinite(w).all():
             raise ValueError(f"rig.anchor_weight must be finite float {list(idx.shape)}, got {w.dtype} {list(w.shape)}")
+        f, pivot = self.head_follow, self.neck_pivot
+        if not f.is_floating_point() or tuple(f.shape) != (num_extra,) or not bool(((f >= 0) & (f <= 1)).all()):
+            raise ValueError(f"rig.head_follow must be float [{num_extra}] in [0, 1], got {f.dtype} {list(f.shape)}")
+        if not pivot.is_floating_point() or tuple(pivot.shape) != (3,) or not torch.isfinite(pivot).all():
+            raise ValueError(f"rig.neck_pivot must be a finite float [3], got {pivot.dtype} {list(pivot.shape)}")
 
 
-def extend_vertices(landmarks: Tensor, rig: ExtendedMeshRig) -> Tensor:
-    """All vertices [..., V, 3] of the extended mesh from head-frame landmarks [..., 478, 3].
+def _axis_angle(rotation: Tensor) -> Tensor:
+    """Rotation vectors [..., 3] (axis x angle, angle in [0, pi]) of rotation matrices [..., 3, 3]."""
+    q = rotation_matrix_to_quaternion(rotation)
+    q = q * torch.where(q[..., :1] < 0, -1.0, 1.0).to(q)  # w >= 0: the short way round
+    w, v = q[..., :1], q[..., 1:]
+    s = v.norm(dim=-1, keepdim=True)
+    small = s < 1e-6
+    safe_s = torch.where(small, torch.ones_like(s), s)
+    # angle = 2 atan2(|v|, w); near identity angle / |v| -> 2 / w (smooth, no 0/0).
+    factor = torch.where(small, 2.0 / w, 2.0 * torch.atan2(s, w) / safe_s)
+    return v * factor
 
-    Pure and linear in the landmarks (differentiable). The landmarks must be in the same head
-    frame and units as the rig's neutral shape.
+
+def _rotation_from_vectors(vectors: Tensor) -> Tensor:
+    """Rodrigues: rotation matrices [..., 3, 3] of rotation vectors [..., 3] (stable at 0)."""
+    theta2 = (vectors * vectors).sum(-1, keepdim=True)[..., None]  # [..., 1, 1]
+    small = theta2 < 1e-8
+    safe = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = safe.sqrt()
+    sin_over = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    cos_over = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / safe)
+    x, y, z = vectors.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*vectors.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=vectors.dtype, device=vectors.device)
+    return eye + sin_over * k + cos_over * (k @ k)
+
+
+def extend_vertices(
+    landmarks: Tensor,  # [..., 478, 3] in the head frame of the rig's neutral shape
+    rig: ExtendedMeshRig,
+    head_rotation: Tensor | None = None,  # [..., 3, 3] head -> camera/world rotation of the same frames
+) -> Tensor:
+    """All vertices [..., V, 3] of the extended mesh, in the head frame.
+
+    Without head_rotation everything is rigid with the head apart from the landmark-driven parts
+    (linear in the landmarks). With it, each vertex with head_follow f < 1 (the neck) is turned
+    back by R^(f - 1) about the neck pivot, so after the caller applies the head pose it has
+    turned by only R^f: the shoulders stay nearly still while the head turns. Differentiable.
     """
     _check_landmarks("landmarks", landmarks, batched=True)
     neutral = rig.neutral_landmarks.to(landmarks)
     displacement = landmarks - neutral  # [..., 478, 3]
     gathered = displacement[..., rig.anchor_index, :]  # [..., E, K, 3]
     extra = rig.extra_neutral.to(landmarks) + (rig.anchor_weight.to(landmarks)[..., None] * gathered).sum(-2)
+    if head_rotation is not None:
+        batch = landmarks.shape[:-2]
+        if not isinstance(head_rotation, Tensor) or tuple(head_rotation.shape) != (*batch, 3, 3):
+            raise ValueError(f"head_rotation must have shape {[*batch, 3, 3]}, got {list(getattr(head_rotation, 'shape', []))}")
+        if not torch.isfinite(head_rotation).all():
+            raise ValueError("head_rotation contains NaN or inf values")
+        partial = (rig.head_follow < 1).nonzero().flatten()
+        pivot = rig.neck_pivot.to(landmarks)
+        turn_back = _axis_angle(head_rotation.to(landmarks))[..., None, :] * (rig.head_follow[partial].to(landmarks) - 1)[:, None]
+        local = (_rotation_from_vectors(turn_back) @ (extra[..., partial, :] - pivot).unsqueeze(-1)).squeeze(-1) + pivot
+        extra = extra.index_copy(-2, partial, local)
     return torch.cat([landmarks, extra], dim=-2)
 
 
@@ -268,13 +326,16 @@ def build_rig(neutral_landmarks: Tensor, resolution: MeshResolution = MeshResolu
     canonical = (lm - origin.to(lm)) @ axes.to(lm) / unit.to(lm)  # [478, 3] in (a, b, c) units
     layout, ids = _layout_ids(resolution)
     num_extra = layout.num_vertices - ft.NUM_LANDMARKS
-    positions, anchor_index, anchor_weight = place_extra_vertices(canonical, ids, num_extra, resolution)
-    extra = origin.to(lm) + unit.to(lm) * positions @ axes.to(lm).T
+    placed = place_extra_vertices(canonical, ids, num_extra, resolution)
+    extra = origin.to(lm) + unit.to(lm) * placed.positions @ axes.to(lm).T
+    pivot = origin.to(lm) + unit.to(lm) * placed.pivot @ axes.to(lm).T
     rig = ExtendedMeshRig(
         neutral_landmarks=neutral_landmarks.detach().clone(),
         extra_neutral=extra.to(neutral_landmarks.dtype),
-        anchor_index=anchor_index,
-        anchor_weight=anchor_weight.to(neutral_landmarks.dtype),
+        anchor_index=placed.anchor_index,
+        anchor_weight=placed.anchor_weight.to(neutral_landmarks.dtype),
+        head_follow=placed.head_follow.to(neutral_landmarks.dtype),
+        neck_pivot=pivot.to(neutral_landmarks.dtype),
         resolution=resolution,
     )
     rig.validate()

@@ -27,6 +27,8 @@ class _Placer:
         self.positions = torch.full((num_extra, 3), float("nan"), dtype=torch.float64)
         self.anchor_index = torch.zeros(num_extra, MAX_ANCHORS, dtype=torch.long)
         self.anchor_weight = torch.zeros(num_extra, MAX_ANCHORS, dtype=torch.float64)
+        self.head_follow = torch.ones(num_extra, dtype=torch.float64)  # share of the head's turn followed
+        self.pivot = torch.zeros(3, dtype=torch.float64)
 
     def put(self, ids: Tensor, positions: Tensor, anchors: tuple[int, ...] = (), weights: Tensor | None = None) -> None:
         """positions [*ids.shape, 3]; weights [*ids.shape] split evenly over `anchors`."""
@@ -158,10 +160,16 @@ def _place_neck(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) -
     a = half_width[:, None] * torch.sin(theta)[None, :] + float(centre[0])
     c = half_depth[:, None] * torch.cos(theta)[None, :] + neck_c
     placer.put(ids["neck"], torch.stack([a, b[:, None].expand_as(a), c], -1))
+    # The neck follows the head's turns fully at the jaw, a fifth at the shoulders, pivoting about
+    # the neck's axis at chin height.
+    follow = (1 - 0.8 * s)[:, None].expand(-1, r.neck_columns)
+    placer.head_follow[ids["neck"].flatten() - ft.NUM_LANDMARKS] = follow.reshape(-1)
+    placer.pivot = torch.tensor([float(centre[0]), float(chin[1]), neck_c], dtype=torch.float64)
 
 
-def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: int, resolution) -> tuple[Tensor, Tensor, Tensor]:
-    """Positions [E, 3] (canonical frame), anchor_index [E, K] and anchor_weight [E, K] of the extras.
+def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: int, resolution) -> _Placer:
+    """Positions [E, 3] (canonical frame), anchor_index [E, K], anchor_weight [E, K], head_follow [E]
+    and the neck pivot [3] of the extras, as the fields of a _Placer.
 
     canonical: [478, 3] neutral landmarks in the canonical head frame (float64).
     """
@@ -171,4 +179,4 @@ def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: i
     _place_neck(placer, canonical, ids, resolution)
     if not torch.isfinite(placer.positions).all():
         raise ValueError("internal error: some extra vertices were not placed (or the face is malformed)")
-    return placer.positions, placer.anchor_index, placer.anchor_weight
+    return placer

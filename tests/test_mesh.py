@@ -224,3 +224,38 @@ def test_plot_cli_writes_a_png(astronaut_landmarks, tmp_path):
     assert main(["--plot", str(out), "--landmarks", str(tmp_path / "lm.npy")]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["--plot", str(out), "--landmarks", str(tmp_path / "missing.npy")]) == 2
+
+
+def rotation_about(axis, degrees):
+    from avatar.mesh import _rotation_from_vectors
+
+    vector = torch.tensor(axis, dtype=torch.float64)
+    return _rotation_from_vectors(vector / vector.norm() * torch.deg2rad(torch.tensor(degrees, dtype=torch.float64)))
+
+
+def test_neck_follows_head_turns_partly(topology, rig, astronaut_landmarks):
+    _, axes, _ = head_axes(astronaut_landmarks)
+    turn = rotation_about(axes[:, 1].tolist(), 40.0)  # head turns 40 degrees about its up axis
+    still = extend_vertices(astronaut_landmarks, rig)
+    torch.testing.assert_close(extend_vertices(astronaut_landmarks, rig, torch.eye(3, dtype=torch.float64)), still)
+    head_frame = extend_vertices(astronaut_landmarks, rig, turn)
+    neck = topology.vertex_part == PARTS.index("neck")
+    torch.testing.assert_close(head_frame[~neck], still[~neck])
+    world = head_frame @ turn.T  # the caller applies the head pose
+    pivot = rig.neck_pivot
+    follow = rig.head_follow[neck[478:]]
+    for f in (1.0, 0.2):
+        rows = (follow - f).abs() < 1e-9
+        assert bool(rows.any())
+        partial = rotation_about(axes[:, 1].tolist(), 40.0 * f)
+        # The pivot is a point of the head, so it moves with the head; the neck turns about it by R^f.
+        expected = (still[neck][rows] - pivot) @ partial.T + pivot @ turn.T
+        torch.testing.assert_close(world[neck][rows], expected)
+    # Differentiable in the rotation, including at and near the identity.
+    neck_ids = neck.nonzero().flatten()[::20]
+    for rotation in (turn, torch.eye(3, dtype=torch.float64), rotation_about([0.3, 1, 0.2], 1e-3)):
+        r = rotation.clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda m: extend_vertices(astronaut_landmarks, rig, m)[neck_ids], [r],
+                                        eps=1e-7, atol=1e-5)
+    with pytest.raises(ValueError, match="head_rotation must have shape"):
+        extend_vertices(astronaut_landmarks, rig, torch.eye(4, dtype=torch.float64))
