@@ -279,6 +279,8 @@ def fit_rig(
             neutral = canonicalise(np.median(head[valid], axis=0) if len(clouds) > 1 else head[0])
         if progress:
             progress((round_index + 1) / (rounds + 1))
+    if len(clouds) == 1:  # a photo has no expression basis: its own landmarks are the neutral
+        neutral = head[0]
     residuals = head - neutral[None]
     if len(clouds) > 1:
         residuals = zero_phase_smooth(residuals, fps, config.expression_cutoff_hz)

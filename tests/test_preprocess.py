@@ -1,0 +1,138 @@
+"""The whole preprocessing pipeline on real media: video and photo paths, rejections, the TrackedClip
+save/load round trip and its validation, progress reporting and the debug picture."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar import rig, video
+from avatar.preprocess import PreprocessConfig, TrackedClip, preprocess, preprocess_photo, preprocess_video
+
+
+@pytest.fixture(scope="module")
+def obama_clip(shared_data):
+    stages = []
+    clip = preprocess_video(shared_data / "video" / "obama_weekly_address_20s.mp4",
+                            PreprocessConfig(max_seconds=3.0, min_seconds=3.0),
+                            progress=lambda stage, fraction: stages.append((stage, fraction)), show_bar=False)
+    return clip, stages
+
+
+def test_video_clip_contents(obama_clip):
+    clip, _ = obama_clip
+    assert clip.num_frames == 75 and clip.frames.shape == (75, 512, 512, 3)
+    assert clip.mattes.shape == (75, 512, 512) and clip.valid.all()
+    assert clip.background.shape == (512, 512, 3)
+    assert clip.audio.dtype == np.float32 and abs(len(clip.audio) - 3 * 16000) <= 16
+    assert (clip.camera.width, clip.camera.height) == (512, 512)
+    # the matte covers the face: landmarks inside the crop fall on person pixels
+    inside = clip.landmarks_2d[:, :468].round().astype(int).clip(0, 511)
+    person = clip.mattes[np.arange(75)[:, None], inside[..., 1], inside[..., 0]]
+    assert (person > 128).mean() > 0.95
+    # and the corners of the crop are background
+    assert np.median(clip.mattes[:, :20, :20]) < 30
+
+
+def test_video_clip_reprojection(obama_clip):
+    clip, _ = obama_clip
+    posed = rig.pose_points(clip.expression_landmarks(), clip.rotation, clip.translation)
+    error = np.linalg.norm(rig.project(posed, clip.camera) - clip.landmarks_2d, axis=-1)
+    assert np.median(error) < 1.0 and np.percentile(error, 95) < 3.0  # pixels of the 512 crop
+    assert clip.meta["reprojection_px"]["median"] == pytest.approx(float(np.median(error)), rel=1e-3)
+
+
+def test_progress_reports_stages_in_order(obama_clip):
+    _, stages = obama_clip
+    names = list(dict.fromkeys(stage for stage, _ in stages))
+    assert names == ["probe", "track", "rig", "crop", "background", "audio"]
+    track = [fraction for stage, fraction in stages if stage == "track"]
+    assert track == sorted(track) and track[-1] == pytest.approx(1.0)
+
+
+def test_save_load_round_trip(obama_clip, tmp_path):
+    clip, _ = obama_clip
+    clip.save(tmp_path / "clip")
+    loaded = TrackedClip.load(tmp_path / "clip")
+    for name in ("frames", "mattes", "landmarks_2d", "head_landmarks", "neutral", "rotation", "translation", "basis",
+                 "coeffs", "explained_variance", "audio", "background", "valid"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(clip, name), err_msg=name)
+    assert loaded.camera == clip.camera and loaded.fps == clip.fps and loaded.meta == json.loads(json.dumps(clip.meta))
+    assert not any(path.suffix in (".pkl", ".pt", ".npy") for path in (tmp_path / "clip").iterdir())
+
+
+def test_load_validates(obama_clip, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    clip, _ = obama_clip
+    clip.save(tmp_path / "clip")
+    arrays = load_file(str(tmp_path / "clip" / "clip.safetensors"))
+    arrays["coeffs"] = arrays["coeffs"][:, :3]
+    save_file(arrays, str(tmp_path / "clip" / "clip.safetensors"))
+    with pytest.raises(ValueError, match="coeffs"):
+        TrackedClip.load(tmp_path / "clip")
+    (tmp_path / "clip" / "clip.json").unlink()
+    with pytest.raises(FileNotFoundError, match="clip.json"):
+        TrackedClip.load(tmp_path / "clip")
+
+
+def test_debug_png(obama_clip, tmp_path):
+    from avatar.preprocess import save_debug_png
+
+    clip, _ = obama_clip
+    save_debug_png(clip, tmp_path / "debug.png")
+    import cv2
+
+    image = cv2.imread(str(tmp_path / "debug.png"))
+    assert image is not None and image.shape[0] > 500 and image.std() > 20
+
+
+@pytest.mark.parametrize("source", ["astronaut", "biden_official_portrait.jpg"])
+def test_photo_path(source, shared_data, tmp_path):
+    if source == "astronaut":
+        import cv2
+        import skimage.data
+
+        path = tmp_path / "astronaut.png"
+        cv2.imwrite(str(path), skimage.data.astronaut()[:, :, ::-1])
+    else:
+        path = shared_data / "portrait" / source
+    clip = preprocess(path, show_bar=False)  # dispatches on content
+    assert clip.num_frames == 1 and clip.basis.shape == (0, 478, 3) and clip.coeffs.shape == (1, 0)
+    assert clip.audio.shape == (0,) and clip.meta["source"]["kind"] == "image"
+    right, left = rig._eye_centres(clip.neutral)
+    assert np.linalg.norm(left - right) == pytest.approx(rig.INTEROCULAR_M, rel=0.02)
+    posed = rig.pose_points(clip.expression_landmarks(), clip.rotation, clip.translation)
+    assert np.abs(rig.project(posed, clip.camera) - clip.landmarks_2d).max() < 0.01  # exact by construction
+    clip.save(tmp_path / "photo_clip")
+    assert TrackedClip.load(tmp_path / "photo_clip").num_frames == 1
+
+
+def test_rejections(tmp_path, shared_data):
+    import cv2
+    import skimage.data
+
+    black = tmp_path / "black.mp4"
+    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=320x240:d=4:r=25",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(black)], check=True)
+    with pytest.raises(ValueError, match="too dark"):
+        preprocess(black, show_bar=False)
+    coffee = tmp_path / "coffee.jpg"
+    cv2.imwrite(str(coffee), skimage.data.coffee()[:, :, ::-1])
+    with pytest.raises(ValueError, match="no face found in the photo"):
+        preprocess(coffee, show_bar=False)
+    with pytest.raises(ValueError, match="still image, but a video was expected"):
+        preprocess_video(coffee, show_bar=False)
+    with pytest.raises(ValueError, match="is a video"):
+        preprocess_photo(shared_data / "video" / "aoc_wda_8s.mp4", show_bar=False)
+    empty = tmp_path / "empty.mov"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        preprocess(empty, show_bar=False)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    with pytest.raises(ValueError, match="not a readable"):
+        preprocess(corrupt, show_bar=False)
