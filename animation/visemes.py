@@ -88,10 +88,10 @@ for _cls, _chars in {
     "SS": "sz",
     "nn": "nlɫɲɳɭʎɬɮɴʟ",
     "RR": "ɹrɻʀɚɝɜ",
-    "aa": "ɑaæɒɶ",
+    "aa": "ɑaæɶ",
     "E": "eɛəʌɐɘɤœ",
     "ih": "iɪɨᵻjɯ",
-    "oh": "oɔɵɞø",
+    "oh": "oɔɒɵɞø",
     "ou": "uʊwʍɥyʏʉ",
 }.items():
     for _c in _chars:
