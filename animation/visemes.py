@@ -8,7 +8,7 @@ protrusion, rounding, jaw height, spread), and it merges the ones they cannot (t
 the mouth). English phones that MPEG-4 leaves out are placed by their visible articulation:
 w -> ou (rounded), j -> ih (spread, high), h and the glottal stop -> kk (no lip target: relaxed, slightly
 open; they also get a low dominance so that neighbours win), ŋ -> kk (velar), schwa/ʌ/AH -> E (mid, neutral),
-æ -> aa (open), r-coloured vowels -> RR.
+æ -> aa (open), the rounded open ɒ (MFA 2.x writes it for ARPAbet AO, "forced") -> oh, r-coloured vowels -> RR.
 
 Phone sets:
 - "ipa": what Piper (espeak-ng en-us) and MFA 2.x produce. Labels may carry stress marks, length marks,
