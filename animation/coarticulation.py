@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from animation.visemes import (BILABIAL_CLASS, SILENCE, VISEME_INDEX, VISEMES, PhoneSet, VisemeSegment,
-                               _check_frames, viseme_track)
+                               check_frame_args, viseme_track)
 from audio.speech import Segment
 
 
@@ -259,7 +259,7 @@ def viseme_weights(phones: Sequence[Segment], phone_set: PhoneSet, fps: float, n
 
     Frame t spans [t / fps, (t + 1) / fps) seconds; time outside all phones is silence.
     """
-    _check_frames(fps, n_frames)
+    check_frame_args(fps, n_frames)
     options = options or CoarticulationOptions()
     n_frames = int(n_frames)
     if n_frames == 0:

@@ -267,7 +267,7 @@ def viseme_track(phones: Sequence[Segment], phone_set: PhoneSet) -> list[VisemeS
     return track
 
 
-def _check_frames(fps: float, n_frames: int) -> None:
+def check_frame_args(fps: float, n_frames: int) -> None:
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")
     if int(n_frames) != n_frames or n_frames < 0:
@@ -281,7 +281,7 @@ def frame_viseme_classes(phones: Sequence[Segment], phone_set: PhoneSet, fps: fl
     Returns int64 [T] indexing `VISEMES`; frames whose centre lies in no phone are silence. This is the
     hard (no coarticulation) labelling used to compare timings, e.g. recognition against alignment.
     """
-    _check_frames(fps, n_frames)
+    check_frame_args(fps, n_frames)
     out = np.full(int(n_frames), VISEME_INDEX[SILENCE], dtype=np.int64)
     centres = (np.arange(int(n_frames)) + 0.5) / float(fps)
     for seg in viseme_track(phones, phone_set):

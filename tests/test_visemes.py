@@ -52,8 +52,8 @@ def test_espeak_ipa_all_mapped() -> None:
     ("dʒ", "CH"), ("t͡ʃ", "CH"), ("ʒ", "CH"), ("z", "SS"), ("n̩", "nn"), ("l̩", "nn"), ("ɫ", "nn"), ("ɹ", "RR"),
     ("ɚ", "RR"), ("ɝ", "RR"), ("ɜː", "RR"), ("ɑː", "aa"), ("ˈɑː", "aa"), ("æ", "aa"), ("ɛ", "E"), ("ə", "E"),
     ("ʌ", "E"), ("ɪ", "ih"), ("iː", "ih"), ("j", "ih"), ("ɔː", "oh"), ("o", "oh"), ("ʊ", "ou"), ("uː", "ou"),
-    ("w", "ou"), ("ɒ", "oh"), ("aɪ", "aa"), ("oʊ", "oh"), ("eɪ", "E"), ("h", "kk"), ("ʔ", "kk"), (".", "sil"), (",", "sil"),
-    ("^", "sil"), ("$", "sil"), ("_", "sil"), ("", "sil"), ("sil", "sil"), ("tʰ", "DD"),
+    ("w", "ou"), ("ɒ", "oh"), ("aɪ", "aa"), ("oʊ", "oh"), ("eɪ", "E"), ("h", "kk"), ("ʔ", "kk"), (".", "sil"),
+    (",", "sil"), ("^", "sil"), ("$", "sil"), ("_", "sil"), ("", "sil"), ("sil", "sil"), ("tʰ", "DD"),
 ])
 def test_ipa_classes(phone: str, expected: str) -> None:
     assert viseme_class_of(phone, "ipa") == expected
