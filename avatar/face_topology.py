@@ -50,6 +50,8 @@ RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
 FOREHEAD_TOP, CHIN, NOSE_TIP = 10, 152, 1
 UPPER_LIP_INNER_MID, LOWER_LIP_INNER_MID = 13, 14
 MOUTH_CORNER_RIGHT, MOUTH_CORNER_LEFT = 78, 308
+# Per eye (subject's right, left): outer corner, inner corner, iris centre (refine_landmarks).
+EYES = ((33, 133, 468), (263, 362, 473))
 # Points on the mandible below the lower lip (chin), whose motion drives the lower jaw parts.
 JAW_ANCHORS = (152, 175, 199, 200, 18)
 

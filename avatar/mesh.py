@@ -13,6 +13,9 @@ surfaces to carry Gaussians, all driven by the same tracked landmarks:
   tongue         small dome patch behind lower teeth   follows the chin, damped
   mouth_cavity   dark back wall behind the teeth       top rigid, bottom follows the chin: it
                                                        stretches as the mouth opens
+  eyes           a curved patch behind each eye        rim rigid, centre follows the iris
+                 opening (the face mesh has holes      centre landmark (gaze); the lids
+                 there)                                close over it
   neck           elliptic tube below the jaw, flared   rigid with the head; given the head
                  into the shoulders                    rotation it follows head turns only
                                                        partly (fully at the jaw, 20% at the
@@ -53,7 +56,7 @@ __all__ = [
     "head_axes",
 ]
 
-PARTS = ("face", "shell", "upper_teeth", "lower_teeth", "tongue", "mouth_cavity", "neck")
+PARTS = ("face", "shell", "upper_teeth", "lower_teeth", "tongue", "mouth_cavity", "neck", "eyes")
 RIG_FORMAT_VERSION = 1
 
 
@@ -70,6 +73,8 @@ class MeshResolution:
     cavity_rows: int = 6
     neck_columns: int = 24  # around the tube
     neck_rows: int = 6
+    eye_columns: int = 8  # per eye
+    eye_rows: int = 5
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -143,10 +148,13 @@ def _layout_ids(resolution: MeshResolution) -> tuple[_Layout, dict[str, Tensor]]
         ("tongue", r.tongue_rows + 1, r.tongue_columns + 1, False, False),
         ("mouth_cavity", r.cavity_rows + 1, r.cavity_columns + 1, False, False),
         ("neck", r.neck_rows + 1, r.neck_columns, True, False),
+        ("eye_right", r.eye_rows + 1, r.eye_columns + 1, False, False),
+        ("eye_left", r.eye_rows + 1, r.eye_columns + 1, False, False),
     ):
-        grid = layout.new_vertices((rows, cols), part)
+        label = "eyes" if part.startswith("eye_") else part
+        grid = layout.new_vertices((rows, cols), label)
         ids[part] = grid
-        layout.add_grid(grid, part, periodic=periodic, flip=flip)
+        layout.add_grid(grid, label, periodic=periodic, flip=flip)
     return layout, ids
 
 

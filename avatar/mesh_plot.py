@@ -11,7 +11,7 @@ from avatar.mesh import PARTS, build_rig, build_topology, extend_vertices, head_
 
 PART_COLOURS = {
     "face": "#f2c9a0", "shell": "#8a6a4a", "upper_teeth": "#ffffff", "lower_teeth": "#dddddd",
-    "tongue": "#d0505a", "mouth_cavity": "#401018", "neck": "#c9a27a",
+    "tongue": "#d0505a", "mouth_cavity": "#401018", "neck": "#c9a27a", "eyes": "#6a8fd0",
 }
 
 

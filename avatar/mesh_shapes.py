@@ -167,6 +167,23 @@ def _place_neck(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) -
     placer.pivot = torch.tensor([float(centre[0]), float(chin[1]), neck_c], dtype=torch.float64)
 
 
+def _place_eyes(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) -> None:
+    """A shallow cap behind each eye opening: its rim stays, its centre follows the iris (gaze)."""
+    for key, (outer, inner, iris) in zip(("eye_right", "eye_left"), ft.EYES):
+        corners = canonical[[outer, inner]]
+        centre = corners.mean(0)
+        width = float((corners[0] - corners[1]).norm()) * 1.25
+        height = 0.55 * width
+        apex_c = float(canonical[iris, 2]) - 0.01  # just behind the cornea's surface
+        u = torch.linspace(-1, 1, r.eye_columns + 1, dtype=torch.float64)[None, :].expand(r.eye_rows + 1, -1)
+        v = torch.linspace(1, -1, r.eye_rows + 1, dtype=torch.float64)[:, None].expand(-1, r.eye_columns + 1)
+        a = float(centre[0]) + u * width / 2
+        b = float(canonical[iris, 1]) + v * height / 2
+        c = apex_c - 0.09 * (u**2 + v**2) / 2  # curves back ~0.09 (~8 mm) towards the corners
+        follow = torch.clamp(1 - (u**2 + v**2).sqrt() / 0.8, min=0) ** 2
+        placer.put(ids[key], torch.stack([a, b, c], -1), (iris,), follow)
+
+
 def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: int, resolution) -> _Placer:
     """Positions [E, 3] (canonical frame), anchor_index [E, K], anchor_weight [E, K], head_follow [E]
     and the neck pivot [3] of the extras, as the fields of a _Placer.
@@ -177,6 +194,7 @@ def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: i
     _place_shell(placer, canonical, ids, resolution.shell_rings)
     _place_mouth(placer, canonical, ids, resolution)
     _place_neck(placer, canonical, ids, resolution)
+    _place_eyes(placer, canonical, ids, resolution)
     if not torch.isfinite(placer.positions).all():
         raise ValueError("internal error: some extra vertices were not placed (or the face is malformed)")
     return placer

@@ -93,6 +93,7 @@ def test_topology_parts_and_counts(topology):
     assert counts["shell"] == 36 * 2 * r.shell_rings + 36
     assert counts["upper_teeth"] == counts["lower_teeth"] == 2 * r.teeth_columns * r.teeth_rows
     assert counts["neck"] == 2 * r.neck_columns * r.neck_rows
+    assert counts["eyes"] == 2 * 2 * r.eye_columns * r.eye_rows
     assert sum(counts.values()) == topology.faces.shape[0]
     assert int(topology.faces.max()) == topology.num_vertices - 1
     # Every extra vertex is used by a triangle; the iris points (468..477) are not.
@@ -125,7 +126,7 @@ def test_extra_parts_face_outwards(topology, rig, astronaut_landmarks):
     forward, up = torch.tensor([0.0, 0, 1], dtype=torch.float64), torch.tensor([0.0, 1, 0], dtype=torch.float64)
     head_centre = centroids[topology.part_faces("shell")].mean(0)
     assert share("shell", lambda c: c - head_centre) > 0.95
-    for part in ("upper_teeth", "lower_teeth", "mouth_cavity"):
+    for part in ("upper_teeth", "lower_teeth", "mouth_cavity", "eyes"):
         assert share(part, forward) == 1.0, part
     assert share("tongue", up) == 1.0
     assert share("neck", lambda c: c * torch.tensor([1.0, 0, 1]) - c[:, :].mean(0) * torch.tensor([1.0, 0, 1])) > 0.95
@@ -172,8 +173,12 @@ def test_extend_vertices_batched_and_differentiable(rig, astronaut_landmarks):
     batched = extend_vertices(frames, rig)
     for t in range(3):
         torch.testing.assert_close(batched[t], extend_vertices(frames[t], rig))
-    small = frames[0].clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: extend_vertices(x, rig)[470:520], [small], eps=1e-6, atol=1e-6)
+    # gradcheck on the landmarks that drive extra vertices (jaw, outline, iris) plus one that drives none.
+    idx = torch.tensor([1, 10, 152, 175, 200, 338, 468])
+    sub = frames[0][idx].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda x: extend_vertices(frames[0].index_copy(0, idx, x), rig)[470::9], [sub], eps=1e-6, atol=1e-6
+    )
     with pytest.raises(ValueError, match=r"\[\.\.\., 478, 3\]"):
         extend_vertices(frames[:, :468], rig)
     with pytest.raises(ValueError, match="NaN"):
@@ -259,3 +264,24 @@ def test_neck_follows_head_turns_partly(topology, rig, astronaut_landmarks):
                                         eps=1e-7, atol=1e-5)
     with pytest.raises(ValueError, match="head_rotation must have shape"):
         extend_vertices(astronaut_landmarks, rig, torch.eye(4, dtype=torch.float64))
+
+
+def test_eye_patches_fill_the_eye_openings_behind_the_lids(topology, rig, astronaut_landmarks):
+    canonical = to_canonical(extend_vertices(astronaut_landmarks, rig), astronaut_landmarks)
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_LEFT_EYE, FACEMESH_RIGHT_EYE
+
+    eye_verts = canonical[topology.vertex_part == PARTS.index("eyes")]
+    for contour_edges in (FACEMESH_RIGHT_EYE, FACEMESH_LEFT_EYE):
+        contour = canonical[sorted({i for e in contour_edges for i in e})]
+        near = eye_verts[(eye_verts[:, 0] - contour[:, 0].mean()).abs() < 0.5]
+        # The patch spans the whole opening (front view) and lies behind the lid margins.
+        assert float(near[:, 0].min()) < float(contour[:, 0].min()) and float(near[:, 0].max()) > float(contour[:, 0].max())
+        assert float(near[:, 1].min()) < float(contour[:, 1].min()) and float(near[:, 1].max()) > float(contour[:, 1].max())
+        assert float(near[:, 2].max()) < float(contour[:, 2].max())
+    # Gaze: moving the iris centre moves the patch's centre with it, not its rim.
+    moved = astronaut_landmarks.clone()
+    moved[468] += 1.0
+    shift = (extend_vertices(moved, rig) - extend_vertices(astronaut_landmarks, rig)).norm(dim=-1)
+    right_eye = topology.vertex_part == PARTS.index("eyes")
+    assert 0.5 < float(shift[right_eye].max()) <= 3**0.5 + 1e-9 and float(shift[right_eye].min()) == 0.0
+    assert int((shift[right_eye] > 0).sum()) < int(right_eye.sum()) // 2  # the other eye stays
