@@ -200,6 +200,8 @@ class ClipScore:
     frames: int  # frames of the reference speech span at 100 fps (weight of the agreements)
     align_s: float  # wall time of forced alignment
     recognize_s: float  # wall time of phone recognition
+    align_cpu_s: float = 0.0  # CPU time of this process during forced alignment (load-independent)
+    recognize_cpu_s: float = 0.0
 
 
 @dataclass
@@ -235,12 +237,12 @@ def score_clip(clip: ReferenceClip, data_dir: Path) -> ClipScore:
     data_dir = Path(data_dir)
     prepared = prepare_audio(data_dir / clip.audio, AudioOptions(trim=False))
     reference = load_reference(data_dir / clip.alignment)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     aligned, _ = forced_align(prepared.waveform, words_for_alignment(clip.text(data_dir)))
-    align_s = time.perf_counter() - start
-    start = time.perf_counter()
+    align_s, align_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    start, cpu_start = time.perf_counter(), time.process_time()
     recognized = recognize_phones(prepared.waveform)
-    recognize_s = time.perf_counter() - start
+    recognize_s, recognize_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     errors = word_boundary_errors(reference.words, aligned.words)
     text_agreement = notext_agreement = None
     frames = 0
@@ -250,7 +252,7 @@ def score_clip(clip: ReferenceClip, data_dir: Path) -> ClipScore:
         first, last = speech_span(reference.phones)
         frames = int(np.ceil(last * 100.0)) - int(np.floor(first * 100.0))
     return ClipScore(clip.name, prepared.duration_s, errors, text_agreement, notext_agreement, frames, align_s,
-                     recognize_s)
+                     recognize_s, align_cpu_s, recognize_cpu_s)
 
 
 def score_references(data_dir: str | Path, clips: tuple[ReferenceClip, ...] = REFERENCE_CLIPS) -> AccuracySummary:
