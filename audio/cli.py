@@ -77,7 +77,8 @@ def _atomic_path(target: Path) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
 
 
-def write_wav_pcm16(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
+def write_wav_pcm16(path: Path, waveform: np.ndarray,  # [S] float in [-1, 1]
+                    sample_rate: int) -> None:
     """Mono float waveform [S] in [-1, 1] -> 16-bit PCM WAV."""
     waveform = np.asarray(waveform)
     if waveform.ndim != 1:

@@ -377,8 +377,9 @@ def expand_sentence(sentence: str) -> str:
     s = re.sub(r"\.{2,}", ",", s)  # a remaining ellipsis is a pause inside the sentence
     s = re.sub(r"[()\[\]]", " , ", s)
     s = re.sub(r"[\"*_#]", " ", s)
-    s = re.sub(r"(?<![A-Za-z])'|'(?![A-Za-z])", " ", s)  # quotes, but not apostrophes
-    s = re.sub(r"(?<![A-Za-z])-+|-+(?![A-Za-z])", " ", s)  # dashes, but not hyphens inside words
+    s = re.sub(r"\s-+\s", " , ", s)  # a spaced dash is a pause
+    s = re.sub(r"(?<![^\W\d_])'|'(?![^\W\d_])", " ", s)  # quotes, but not apostrophes ([^\W\d_]: a letter)
+    s = re.sub(r"(?<![^\W\d_])-+|-+(?![^\W\d_])", " ", s)  # dashes, but not hyphens inside words
     s = " ".join(s.split())
     s = re.sub(r"\s+([.,!?;:])", r"\1", s)
     s = re.sub(r"([.!?])[.!?]+", r"\1", s)  # "?!" -> "?"

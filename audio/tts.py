@@ -90,7 +90,9 @@ class PhoneRun:
     group: int
 
 
-def merge_phone_tokens(tokens: list[str], samples: list[int] | np.ndarray) -> list[PhoneRun]:
+def merge_phone_tokens(tokens: list[str],
+                       samples: list[int] | np.ndarray,  # [len(tokens)] audio samples per token
+                       ) -> list[PhoneRun]:
     """Piper tokens (code points, with "^" BOS and "$" EOS) and their sample counts -> merged phones.
 
     Time is conserved: the runs tile [0, sum(samples)) with no gaps, so phone durations sum to the audio
@@ -140,22 +142,24 @@ def merge_phone_tokens(tokens: list[str], samples: list[int] | np.ndarray) -> li
     return runs
 
 
-def assign_words(runs: list[PhoneRun], word_phones: list[list[str]]) -> list[int]:
-    """Word index (into `word_phones`) of each run; -1 for pauses.
+def assign_words(runs: list[PhoneRun], words: list[str], phones_of: Callable[[str], list[str]]) -> list[int]:
+    """Word index (into `words`) of each run; -1 for pauses.
 
-    espeak sometimes joins words into one group ("in the" -> "ɪnðə") or splits them, so when the group count
-    differs from the word count the sentence's phones are aligned (difflib) to the words' own phones,
-    phonemized one word at a time. Indices never decrease along the sentence."""
+    espeak's space-separated groups are the words when there are as many groups as words. espeak sometimes
+    joins words into one group ("in the" -> "ɪnðə") or splits them; then the sentence's phones are aligned
+    (difflib) to the words' own phones, `phones_of(word)` (the word phonemized alone). Indices never decrease
+    along the sentence."""
     spoken = [i for i, run in enumerate(runs) if run.group >= 0]
     result = [-1] * len(runs)
-    if not spoken or not word_phones:
+    if not spoken or not words:
         return result
     groups = sorted({runs[i].group for i in spoken})
-    if len(groups) == len(word_phones):
+    if len(groups) == len(words):
         rank = {g: k for k, g in enumerate(groups)}
         for i in spoken:
             result[i] = rank[runs[i].group]
         return result
+    word_phones = [phones_of(word) for word in words]
     reference = [(label, w) for w, labels in enumerate(word_phones) for label in labels]
     ref_labels = [label for label, _ in reference]
     hyp_labels = [runs[i].label for i in spoken]
@@ -199,7 +203,7 @@ def words_from_runs(runs: list[PhoneRun], word_index: list[int], words: list[str
 
 @dataclass
 class _SentenceAudio:
-    waveform: np.ndarray  # [S] float32, unnormalised
+    waveform: np.ndarray  # [S] float32, before peak normalisation
     runs: list[PhoneRun] = field(default_factory=list)
     word_segments: list[Segment] = field(default_factory=list)
 
@@ -273,7 +277,7 @@ class PiperEngine(TTSEngine):
             return _SentenceAudio(waveform)
         runs = merge_phone_tokens(tokens, samples)
         words = sentence_words(sentence)
-        word_index = assign_words(runs, [self.word_phone_labels(w) for w in words])
+        word_index = assign_words(runs, words, self.word_phone_labels)
         return _SentenceAudio(waveform, runs, words_from_runs(runs, word_index, words, self.sample_rate, 0.0))
 
     def synthesize(self, text: str, options: SpeakOptions | None = None,

@@ -82,6 +82,7 @@ def test_read_number(token, words):
     ("He said (quietly) \"go\"", "He said, quietly, go."),
     ("Wait... what?!", "Wait, what?"),
     ("The U.S. team", "The U S team."),
+    ("The café's 'naïve' façade - sure", "The café's naïve façade, sure."),
     ("Up at 7 A.M. today.", "Up at seven AM today."),
 ])
 def test_expand_sentence(text, spoken):

@@ -55,12 +55,16 @@ def test_merge_rejects_mismatched_lengths():
 
 def test_assign_words_uses_groups_when_counts_match_and_alignment_when_espeak_joined_words():
     runs = merge_phone_tokens(["^", "ɪ", "n", "ð", "ə", " ", "k", "æ", "t", "$"], [1] * 10)  # "ɪnðə kæt"
-    word_phones = [["ɪ", "n"], ["ð", "ə"], ["k", "æ", "t"]]  # "in", "the", "cat" said alone
-    index = assign_words(runs, word_phones)
+    alone = {"in": ["ɪ", "n"], "the": ["ð", "ə"], "cat": ["k", "æ", "t"]}  # each word said alone
+    index = assign_words(runs, ["in", "the", "cat"], alone.__getitem__)
     assert [i for i in index if i >= 0] == [0, 0, 1, 1, 2, 2, 2]
     assert index[0] == -1 and index[-1] == -1
-    same_count = assign_words(runs, [["ɪ", "n", "ð", "ə"], ["k", "æ", "t"]])
+    same_count = assign_words(runs, ["inthe", "cat"], lambda word: pytest.fail("not needed"))
     assert [i for i in same_count if i >= 0] == [0, 0, 0, 0, 1, 1, 1]
+    # a pronunciation that differs in context (ðə vs ðɪ) still lands on the right word
+    differs = {"in": ["ɪ", "n"], "the": ["ð", "ɪ"], "cat": ["k", "æ", "t"]}
+    assert [i for i in assign_words(runs, ["in", "the", "cat"], differs.__getitem__) if i >= 0] == [0, 0, 1, 1,
+                                                                                                    2, 2, 2]
 
 
 # ------------------------------------------------------------------------------------------ real voice
