@@ -115,8 +115,10 @@ def plot_timing(speech: Speech, fps: float, path: str | Path, options: TimingPlo
     for word in speech.words:
         ax_wave.axvline(word.start_s, color="#888888", linewidth=0.6, linestyle=":")
     ax_wave.set_ylabel("waveform")
-    ax_wave.set_title(f"{speech.text[:120]!r}  ·  timing: {speech.source or 'unknown'}, phones: {speech.phone_set}"
-                      f", {fps:g} fps, {n_frames} frames", fontsize=11, loc="left")
+    shown_text = repr(speech.text[:120]) if speech.text.strip() else "(no transcript)"
+    ax_wave.set_title(f"{shown_text}  ·  timing: {speech.source or 'unknown'}, phones: {speech.phone_set}"
+                      f", {fps:g} fps, {n_frames} frames"
+                      + "".join(f"\nnote: {note}" for note in speech.notes[:2]), fontsize=11, loc="left")
 
     phone_colours = [VISEME_COLOURS[_class_at(track, (p.start_s + p.end_s) / 2)] for p in speech.phones]
     _draw_segments(ax_seg, speech.words, 1.1, 0.8, ["#c6dbef"] * len(speech.words), px_per_s, label_size + 1,
