@@ -156,7 +156,8 @@ class _Stages:
         from tqdm import tqdm
 
         self.callback = callback
-        self.bar = tqdm(total=1000, desc="preprocess", disable=not show_bar, leave=False)
+        self.bar = tqdm(total=1000, desc="preprocess", disable=not show_bar, leave=False,
+                        bar_format="{desc}{percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
         self.done = 0.0
         self.timings: dict[str, float] = {}
         self._stage, self._start = "", time.perf_counter()
@@ -198,6 +199,7 @@ def preprocess_video(path: str | Path, config: PreprocessConfig = PreprocessConf
     seconds = info.duration_s if config.max_seconds is None else min(info.duration_s, config.max_seconds)
     expected = max(1, round(seconds * config.fps))
     frames = video.iter_video_frames(path, config.fps, config.max_seconds, info)
+    stages.report("track", 0.0)
     raw = tracking.track_frames(frames, static=False, config=config.tracking,
                                 on_frame=lambda i: stages.report("track", (i + 1) / expected))
     notes = [] if info.has_audio else ["the video has no audio track"]
@@ -335,3 +337,36 @@ def save_debug_png(clip: TrackedClip, path: str | Path, num_frames: int = 4) -> 
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m avatar.preprocess VIDEO_OR_PHOTO OUT_DIR [--max-seconds S] [--debug-png]` (for inspection)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="track and rig a selfie video or photo into a TrackedClip folder")
+    parser.add_argument("source")
+    parser.add_argument("out")
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--debug-png", action="store_true", help="also write OUT/debug.png")
+    args = parser.parse_args(argv)
+    config = PreprocessConfig(fps=args.fps, max_seconds=args.max_seconds,
+                              crop=matting.CropConfig(resolution=args.resolution))
+    try:
+        clip = preprocess(args.source, config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    clip.save(args.out)
+    if args.debug_png:
+        save_debug_png(clip, Path(args.out) / "debug.png")
+    error = clip.meta["reprojection_px"]
+    print(f"{clip.num_frames} frames -> {args.out}; reprojection median {error['median']:.2f} px, "
+          f"p95 {error['p95']:.2f} px; notes: {'; '.join(clip.meta['notes']) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

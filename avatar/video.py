@@ -115,8 +115,8 @@ def require_video(info: MediaInfo, min_seconds: float = MIN_VIDEO_SECONDS) -> No
         raise ValueError(f"{Path(info.path).name} is a still image, but a video was expected (use the photo path)")
     if info.duration_s < min_seconds:
         raise ValueError(
-            f"{Path(info.path).name} is {info.duration_s:.1f} s long; a training video needs at least "
-            f"{min_seconds:.0f} s ({RECOMMENDED_VIDEO_SECONDS:.0f}-60 s recommended)"
+            f"{Path(info.path).name} is {info.duration_s:.2f} s long; a training video needs at least "
+            f"{min_seconds:g} s ({RECOMMENDED_VIDEO_SECONDS:g}-60 s recommended)"
         )
 
 
