@@ -236,3 +236,41 @@ def test_openness_follows_the_real_mouth_on_grid_video(shared_data) -> None:
             r_reversed = np.corrcoef(ours[::-1][valid], real[valid])[0, 1]
             assert r > 0.3, (clip.name, r)
             assert r > r_reversed + 0.2, (clip.name, r, r_reversed)
+
+
+def _reference_blend(track, fps: float, n_frames: int, options: CoarticulationOptions) -> np.ndarray:
+    """Slow, obviously correct twin of `dominance_blend`: every segment at every sub-sample, no windows."""
+    k = options.samples_per_frame
+    out = np.zeros((n_frames, len(VISEMES)))
+    for frame in range(n_frames):
+        for j in range(k):
+            t = (frame + 0.5 + options.shutter * ((j + 0.5) / k - 0.5)) / fps
+            dominance = np.zeros(len(VISEMES))
+            for seg in track:
+                dom = options.dominance_of(seg.viseme)
+                strength = dom.strength * (options.weak_strength_scale if seg.weak else 1.0)
+                if t < seg.start_s:
+                    value = strength * np.exp(-(seg.start_s - t) / dom.tau_before_s)
+                elif t > seg.end_s:
+                    value = strength * np.exp(-(t - seg.end_s) / dom.tau_after_s)
+                else:
+                    value = strength
+                dominance[VISEME_INDEX[seg.viseme]] += value
+            out[frame] += dominance / dominance.sum() / k
+    return out
+
+
+@pytest.mark.parametrize("shutter", [1.0, 0.5])
+def test_dominance_blend_matches_slow_twin(shutter: float) -> None:
+    from animation.coarticulation import dominance_blend
+
+    rng = np.random.default_rng(11)
+    options = CoarticulationOptions(shutter=shutter, samples_per_frame=4)
+    for phone_set in ("arpabet", "ipa"):
+        phones = random_phones(rng, phone_set, 12)
+        fps = 30.0
+        n_frames = n_frames_for(phones, fps)
+        track = filled_track(phones, phone_set, n_frames / fps)
+        fast = dominance_blend(track, fps, n_frames, options)
+        slow = _reference_blend(track, fps, n_frames, options)
+        assert np.abs(fast - slow).max() < 2e-3  # only the tails beyond 8 time constants are cut
