@@ -112,13 +112,19 @@ def _place_mouth(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) 
     half_arch = 0.8 * half_mouth
     jaw = ft.JAW_ANCHORS
 
-    # Upper incisors' edges hang just below the lip contact, their roots hidden behind the lip.
-    upper, _ = _arch(r.teeth_columns, r.teeth_rows, half_arch, front, contact_b - 0.01 + TEETH_HEIGHT, TEETH_HEIGHT)
+    # Incisal edges: with the lips closed, the upper edge just below the contact line and the lower
+    # one just above it (overbite); if the neutral mouth is open (a talking clip's median face),
+    # each arch follows its own lip instead: up to ~6 mm of upper and ~3 mm of lower teeth show.
+    upper_lip_b = float(canonical[ft.UPPER_LIP_INNER_MID, 1])
+    lower_lip_b = float(canonical[ft.LOWER_LIP_INNER_MID, 1])
+    upper_edge = max(contact_b - 0.01, upper_lip_b - 0.06)
+    lower_edge = min(contact_b + 0.005, lower_lip_b + 0.03)
+    upper, _ = _arch(r.teeth_columns, r.teeth_rows, half_arch, front, upper_edge + TEETH_HEIGHT, TEETH_HEIGHT)
     upper[..., 0] += centre_a
     placer.put(ids["upper_teeth"], upper)
 
     lower, t = _arch(r.teeth_columns, r.teeth_rows, half_arch, front - LOWER_TEETH_BEHIND_UPPER,
-                     contact_b + 0.005, TEETH_HEIGHT)
+                     lower_edge, TEETH_HEIGHT)
     lower[..., 0] += centre_a
     # The mandible rotates about the jaw joints: the arch's ends move less than the incisors.
     jaw_follow = (1 - 0.4 * t**2)[None, :].expand(r.teeth_rows + 1, -1)
@@ -130,7 +136,7 @@ def _place_mouth(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) 
     half_tongue = 0.75 * half_arch
     a = (half_tongue * u)[None, :].expand(r.tongue_rows + 1, -1) + centre_a
     c = (front - 0.07 - 0.35 * v)[:, None] - 0.1 * u[None, :] ** 2
-    b = contact_b - 0.05 + 0.04 * (1 - u[None, :] ** 2) * (0.5 + 0.5 * v[:, None]) + 0 * c
+    b = lower_edge - 0.06 + 0.04 * (1 - u[None, :] ** 2) * (0.5 + 0.5 * v[:, None]) + 0 * c  # below the incisal edge
     tongue_follow = (0.8 - 0.3 * v)[:, None].expand(-1, r.tongue_columns + 1)
     placer.put(ids["tongue"], torch.stack([a, b, c], -1), jaw, tongue_follow)
 
