@@ -13,12 +13,12 @@ and say so in `Speech.notes`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from audio.io import AudioOptions, PreparedAudio, prepare_audio, prepare_waveform
+from audio.io import AudioOptions, PreparedAudio, prepare_audio, prepare_waveform, trim_silence
 from audio.speech import Segment, Speech
 
 SAMPLE_RATE = 16000  # the en-us acoustic model's rate
@@ -244,19 +244,24 @@ def implausibility(aligned: PhoneTiming, recognized: PhoneTiming, options: Align
 
 def time_speech(audio: str | Path | np.ndarray, text: str | None, sample_rate: int | None = None,
                 options: AlignOptions = AlignOptions(), audio_options: AudioOptions = AudioOptions()) -> Speech:
-    """Uploaded speech -> `Speech` with ARPAbet phone timing (times relative to the returned, trimmed waveform).
+    """Uploaded speech -> `Speech` with ARPAbet phone timing, times in seconds from the start of the original.
 
     audio: a file path (any format ffmpeg reads) or a mono float waveform [S] at `sample_rate` Hz (resampled
     to 16 kHz here; times in seconds are unaffected). With `text`, forced alignment; when that fails
     or looks implausible, phone recognition with a note. Without text, phone recognition (no words).
+    The returned waveform is the whole recording (16 kHz, loudness-normalised). Leading/trailing silence is
+    trimmed only for the decoders (`audio_options.trim`); their times are shifted back, and the cut-off
+    stretches are "sil", so timing.json lines up with the file the user uploaded.
     """
     if audio_options.target_sr != SAMPLE_RATE:
         raise ValueError(f"pocketsphinx needs {SAMPLE_RATE} Hz audio, got target_sr={audio_options.target_sr}")
-    prepared = _prepare(audio, sample_rate, audio_options)
+    prepared = _prepare(audio, sample_rate, replace(audio_options, trim=False))
     notes = list(prepared.notes)
-    if prepared.trim_start_s > 0:
-        notes.append(f"leading silence trimmed: times start {prepared.trim_start_s:.2f} s into the original audio")
     waveform = prepared.waveform
+    offset = 0.0
+    if audio_options.trim:
+        waveform, offset = trim_silence(waveform, SAMPLE_RATE)
+    duration = prepared.duration_s
     words = words_for_alignment(text) if text is not None and text.strip() else []
     if text is not None and text.strip() and not words:
         notes.append("the transcript has no speakable words; used phone recognition")
@@ -270,13 +275,31 @@ def time_speech(audio: str | Path | np.ndarray, text: str | None, sample_rate: i
         if problem is None:
             if added:
                 notes.append("pronunciations guessed for words not in the dictionary: " + ", ".join(added))
-            return Speech(waveform, SAMPLE_RATE, text or "", aligned.words, aligned.phones, "arpabet",
-                          "forced_alignment", notes)
+            return Speech(prepared.waveform, SAMPLE_RATE, text or "", _shift(aligned.words, offset),
+                          _pad_silence(_shift(aligned.phones, offset), duration), "arpabet", "forced_alignment",
+                          notes)
         if not options.fallback_to_recognition:
             raise AlignmentFailed(f"transcript does not match the audio: {problem}")
         notes.append(f"transcript did not match the audio ({problem}); fell back to phone recognition, "
                      f"so there are no word timings")
-    return Speech(waveform, SAMPLE_RATE, text or "", [], recognized.phones, "arpabet", "recognition", notes)
+    return Speech(prepared.waveform, SAMPLE_RATE, text or "", [],
+                  _pad_silence(_shift(recognized.phones, offset), duration), "arpabet", "recognition", notes)
+
+
+def _shift(segments: list[Segment], offset_s: float) -> list[Segment]:
+    return [Segment(s.label, s.start_s + offset_s, s.end_s + offset_s) for s in segments]
+
+
+def _pad_silence(phones: list[Segment], duration_s: float) -> list[Segment]:
+    """Cover [0, duration_s]: "sil" before the first and after the last phone (the trimmed stretches)."""
+    if not phones:
+        return [Segment(SILENCE_PHONE, 0.0, duration_s)]
+    padded = list(phones)
+    if padded[0].start_s > 0.0:
+        padded.insert(0, Segment(SILENCE_PHONE, 0.0, padded[0].start_s))
+    if padded[-1].end_s < duration_s:
+        padded.append(Segment(SILENCE_PHONE, padded[-1].end_s, duration_s))
+    return _merge_silences(padded)
 
 
 def _prepare(audio: str | Path | np.ndarray, sample_rate: int | None, audio_options: AudioOptions

@@ -21,7 +21,9 @@ SILENCE_FLOOR_DBFS = -55.0  # loudest 20 ms frame quieter than this: the file is
 TARGET_RMS_DBFS = -20.0  # loudness of the voiced part after normalisation
 PEAK_LIMIT = 0.98  # never louder than this after normalisation (no clipping)
 FRAME_S = 0.02  # energy frame for trimming and loudness
-TRIM_RANGE_DB = 40.0  # frames this far below the loudest frame count as silence when trimming
+TRIM_RANGE_DB = 40.0  # frames this far below the loudest frame count as silence (trimming, loudness)
+NOISE_MARGIN_DB = 12.0  # when trimming, frames less than this above the noise floor also count as silence
+MIN_TRIM_RANGE_DB = 20.0  # ... but the trim threshold stays at least this far below the loudest frame
 TRIM_MARGIN_S = 0.1  # keep this much audio before the first and after the last voiced frame
 
 
@@ -141,12 +143,18 @@ def normalise_loudness(waveform: np.ndarray, sample_rate: int, target_dbfs: floa
 
 def trim_silence(waveform: np.ndarray, sample_rate: int, margin_s: float = TRIM_MARGIN_S
                  ) -> tuple[np.ndarray, float]:
-    """Cut leading/trailing frames quieter than (loudest - TRIM_RANGE_DB), keeping `margin_s` of context.
+    """Cut leading/trailing silence, keeping `margin_s` of context.
 
+    Silence = frames below the noise floor (10th percentile of frame levels) + NOISE_MARGIN_DB, or below
+    loudest - TRIM_RANGE_DB when the recording is clean; the threshold never comes closer than
+    MIN_TRIM_RANGE_DB to the loudest frame (a file that is nearly all speech keeps its quiet phones).
     Returns (trimmed waveform [S'], start offset in seconds of the cut within the input).
     """
     levels = frame_rms_dbfs(waveform, sample_rate)
-    threshold = max(levels.max() - TRIM_RANGE_DB, SILENCE_FLOOR_DBFS)
+    loudest = levels.max()
+    noise_floor = np.percentile(levels, 10)
+    threshold = min(max(noise_floor + NOISE_MARGIN_DB, loudest - TRIM_RANGE_DB, SILENCE_FLOOR_DBFS),
+                    loudest - MIN_TRIM_RANGE_DB)
     voiced = np.flatnonzero(levels > threshold)
     if voiced.size == 0:
         return waveform, 0.0

@@ -187,9 +187,15 @@ def test_symbols_only_transcript_uses_recognition(shared_data):
     assert any("no speakable words" in note for note in speech.notes)
 
 
-def test_time_speech_maps_trim_offset(shared_data):
-    """Times are relative to the trimmed waveform; the note gives the offset into the original file."""
-    prepared = prepare_audio(shared_data / "aligned/libritts_5895_34622_000026_000002.wav")
-    speech = time_speech(shared_data / "aligned/libritts_5895_34622_000026_000002.wav", "gwynplaine had besides")
-    assert speech.duration_s == pytest.approx(prepared.duration_s)
-    assert speech.source in ("forced_alignment", "recognition")
+def test_time_speech_reports_times_in_the_original_file(shared_data):
+    """Silence is trimmed for the decoders only: times must match the untrimmed reference and cover the file."""
+    path = shared_data / "aligned/grid_swwp2s.mpg"  # 0.49 s of silence before "set"
+    speech = time_speech(path, "set white with p two soon")
+    untrimmed = time_speech(path, "set white with p two soon", audio_options=AudioOptions(trim=False))
+    assert speech.source == "forced_alignment"
+    assert speech.duration_s == pytest.approx(2.978, abs=0.01)
+    assert speech.phones[0].start_s == 0.0 and speech.phones[-1].end_s == pytest.approx(speech.duration_s)
+    for trimmed_word, full_word in zip(speech.words, untrimmed.words):
+        assert abs(trimmed_word.start_s - full_word.start_s) <= 0.03
+    reference = load_reference(shared_data / "aligned/grid_swwp2s.align").words
+    assert np.median(word_boundary_errors(reference, speech.words)) <= 0.03
