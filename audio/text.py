@@ -3,7 +3,8 @@
 Piper's espeak phonemizer reads digits and symbols inconsistently ("Dr." even ends a sentence there), so
 everything that is not a plain word is written out here first: cardinals (negatives, decimals, thousands
 separators), ordinals, years, currency, percentages, times, units and common abbreviations. The result is
-US English (no "and" inside numbers: 105 -> "one hundred five").
+US English (no "and" inside numbers: 105 -> "one hundred five"). A bare four-digit number from 1100 to 2099
+is read as a year ("in 1999", "2024 was"), the common case in scripts; write "1,999" for the cardinal.
 
 Sentence splitting happens on the raw text (so "Dr. Smith", "e.g. Paris", "3.5", "Wait... what" stay in
 one sentence) and expansion happens per sentence. Limits: at most `MAX_TEXT_CHARS` characters in; long
