@@ -14,8 +14,12 @@ import importlib
 import os
 import sys
 
-# Packages whose cli module registers subcommands, in the order they appear in --help.
-_CLI_MODULES = ("audio.cli", "avatar.cli")
+# (module, function) pairs that register subcommands, in the order they appear in --help.
+_CLI_MODULES = (
+    ("audio.cli", "add_commands"),
+    ("animation.timing_plot", "add_plot_command"),
+    ("avatar.cli", "add_commands"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,14 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="studio address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="studio port (default 7860)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _CLI_MODULES:
+    for name, register in _CLI_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:
-            if error.name == name:
+            if error.name == name:  # a package still being written: its commands are simply absent
                 continue
             raise
-        module.add_commands(commands)
+        getattr(module, register)(commands)
     return parser
 
 
