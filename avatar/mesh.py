@@ -311,7 +311,7 @@ def extend_vertices(
     _check_landmarks("landmarks", landmarks, batched=True)
     neutral = rig.neutral_landmarks.to(landmarks)
     displacement = landmarks - neutral  # [..., 478, 3]
-    gathered = displacement[..., rig.anchor_index, :]  # [..., E, K, 3]
+    gathered = displacement[..., rig.anchor_index.to(landmarks.device), :]  # [..., E, K, 3]
     extra = rig.extra_neutral.to(landmarks) + (rig.anchor_weight.to(landmarks)[..., None] * gathered).sum(-2)
     if head_rotation is not None:
         batch = landmarks.shape[:-2]
@@ -319,9 +319,10 @@ def extend_vertices(
             raise ValueError(f"head_rotation must have shape {[*batch, 3, 3]}, got {list(getattr(head_rotation, 'shape', []))}")
         if not torch.isfinite(head_rotation).all():
             raise ValueError("head_rotation contains NaN or inf values")
-        partial = (rig.head_follow < 1).nonzero().flatten()
+        partial = (rig.head_follow < 1).nonzero().flatten().to(landmarks.device)
         pivot = rig.neck_pivot.to(landmarks)
-        turn_back = _axis_angle(head_rotation.to(landmarks))[..., None, :] * (rig.head_follow[partial].to(landmarks) - 1)[:, None]
+        follow = rig.head_follow.to(landmarks)[partial]
+        turn_back = _axis_angle(head_rotation.to(landmarks))[..., None, :] * (follow - 1)[:, None]
         local = (_rotation_from_vectors(turn_back) @ (extra[..., partial, :] - pivot).unsqueeze(-1)).squeeze(-1) + pivot
         extra = extra.index_copy(-2, partial, local)
     return torch.cat([landmarks, extra], dim=-2)
