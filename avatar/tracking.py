@@ -24,6 +24,7 @@ class TrackingConfig:
     max_missing_fraction: float = 0.2  # reject "no face" when more frames than this have no face
     max_gap_frames: int = 12  # gaps up to this long (0.5 s at 25 fps) are interpolated and count as valid
     max_multi_face_fraction: float = 0.1  # reject "several faces" when more frames than this show 2+ faces
+    face_count_every: int = 25  # run the full-range face detector on every n-th frame to count faces
     min_face_px: float = 64.0  # reject when the median face height (forehead top to chin) is below this
     min_luminance: float = 30.0  # reject "too dark" when the median frame luma (0-255, BT.601) is below this
     max_yaw_deg: float = 40.0  # a frame is "profile" when |yaw| exceeds this ...
@@ -37,7 +38,8 @@ class RawTrack:
     """Tracker output before checks. landmarks: [T, 478, 3] float32 pixels, NaN where no face was found."""
 
     landmarks: np.ndarray  # [T, 478, 3]
-    face_count: np.ndarray  # [T] int, faces MediaPipe found (max 2)
+    face_count: np.ndarray  # [T] int, faces FaceMesh found (max 2)
+    detected_faces: np.ndarray  # [T] int, faces the full-range detector counted (-1 where it did not run)
     luminance: np.ndarray  # [T] float, mean frame luma 0-255
     width: int
     height: int
@@ -59,42 +61,91 @@ def frame_luminance(frame: np.ndarray) -> float:  # frame: [H, W, 3] uint8 RGB
 
 
 class FaceTracker:
-    """MediaPipe FaceMesh (refine_landmarks, 2 faces so a second face is detected, not silently ignored).
+    """MediaPipe FaceMesh on whole frames, with a fallback for faces too small for its built-in detector.
 
-    Use as a context manager; `static=True` for photos or unrelated frames, False for video (temporal tracking).
+    FaceMesh's own (short-range) detector misses faces narrower than about 1/9 of the frame width (a desk webcam
+    at 1080p, 4K footage). When it finds nothing, the face is located from the previous frame's landmarks or
+    by the bundled full-range face detector, and FaceMesh runs on a square region around it. `max_num_faces=2`
+    so a second face is counted, not silently ignored. Use as a context manager; `static=True` for photos.
     """
 
     def __init__(self, static: bool = False, config: TrackingConfig = TrackingConfig()) -> None:
         import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static,
-            max_num_faces=2,
-            refine_landmarks=True,
-            min_detection_confidence=config.min_detection_confidence,
-            min_tracking_confidence=config.min_tracking_confidence,
-        )
+        options = dict(refine_landmarks=True, min_detection_confidence=config.min_detection_confidence,
+                       min_tracking_confidence=config.min_tracking_confidence)
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=2, **options)
+        self._region_mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, **options)
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=config.min_detection_confidence)
+        self._last_box: np.ndarray | None = None  # [4] x0, y0, x1, y1 of the last tracked face
 
     def __enter__(self) -> "FaceTracker":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._mesh.close()
+        for solution in (self._mesh, self._region_mesh, self._detector):
+            solution.close()
+
+    @staticmethod
+    def _faces(mesh, image: np.ndarray) -> list[np.ndarray]:
+        height, width = image.shape[:2]
+        result = mesh.process(np.ascontiguousarray(image))
+        return [np.array([(p.x * width, p.y * height, p.z * width) for p in face.landmark], np.float32)
+                for face in (result.multi_face_landmarks or [])]
+
+    def detect_faces(self, frame: np.ndarray) -> np.ndarray:  # frame: [H, W, 3] uint8 -> [N, 5]
+        """Face boxes of the full-range detector: rows x0, y0, x1, y1 (pixels), score; largest first."""
+        height, width = frame.shape[:2]
+        result = self._detector.process(np.ascontiguousarray(frame))
+        boxes = []
+        for detection in result.detections or []:
+            box = detection.location_data.relative_bounding_box
+            boxes.append((box.xmin * width, box.ymin * height, (box.xmin + box.width) * width,
+                          (box.ymin + box.height) * height, detection.score[0]))
+        boxes.sort(key=lambda row: -(row[2] - row[0]) * (row[3] - row[1]))
+        return np.array(boxes, np.float32).reshape(-1, 5)
+
+    def _track_in_region(self, frame: np.ndarray) -> np.ndarray | None:
+        box = self._last_box
+        if box is None:
+            detections = self.detect_faces(frame)
+            if len(detections) == 0:
+                return None
+            box = detections[0, :4]
+        height, width = frame.shape[:2]
+        size = int(min(2.2 * max(box[2] - box[0], box[3] - box[1]), width, height))
+        x0 = int(np.clip((box[0] + box[2]) / 2 - size / 2, 0, width - size))
+        y0 = int(np.clip((box[1] + box[3]) / 2 - size / 2, 0, height - size))
+        faces = self._faces(self._region_mesh, frame[y0 : y0 + size, x0 : x0 + size])
+        if not faces:
+            return None
+        points = faces[0]
+        points[:, 0] += x0
+        points[:, 1] += y0
+        return points
 
     def track(self, frame: np.ndarray) -> tuple[np.ndarray | None, int]:  # frame: [H, W, 3] uint8 RGB
-        """Landmarks [478, 3] in pixels of the largest face (or None) and the number of faces found."""
+        """Landmarks [478, 3] in pixels of the largest face (or None) and the number of faces FaceMesh found."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame must be [H, W, 3] uint8 RGB, got {frame.shape} {frame.dtype}")
-        height, width = frame.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(frame))
-        faces = result.multi_face_landmarks or []
-        best, best_height = None, -1.0
-        for face in faces:
-            points = np.array([(p.x * width, p.y * height, p.z * width) for p in face.landmark], np.float32)
-            face_height = float(points[:, 1].max() - points[:, 1].min())
-            if face_height > best_height:
-                best, best_height = points, face_height
-        return best, len(faces)
+        faces = self._faces(self._mesh, frame)
+        count = len(faces)
+        best = max(faces, key=lambda points: float(np.ptp(points[:, 1])), default=None)
+        if best is None:
+            best = self._track_in_region(frame)
+            count = int(best is not None)
+        self._last_box = None if best is None else np.concatenate([best[:, :2].min(0), best[:, :2].max(0)])
+        return best, count
+
+    def count_faces(self, frame: np.ndarray, min_relative_height: float = 0.5) -> int:
+        """Faces the full-range detector sees that are at least `min_relative_height` of the largest one's height
+        (a small face far behind the subject does not count)."""
+        boxes = self.detect_faces(frame)
+        if len(boxes) == 0:
+            return 0
+        heights = boxes[:, 3] - boxes[:, 1]
+        return int((heights >= min_relative_height * heights.max()).sum())
 
 
 def track_frames(
@@ -103,8 +154,12 @@ def track_frames(
     config: TrackingConfig = TrackingConfig(),
     on_frame: Callable[[int], None] | None = None,
 ) -> RawTrack:
-    """Run FaceMesh over frames ([H, W, 3] uint8 RGB each, same size). `on_frame(i)` is called after each."""
-    landmarks, counts, luminance = [], [], []
+    """Run FaceMesh over frames ([H, W, 3] uint8 RGB each, same size). `on_frame(i)` is called after each.
+
+    Every `config.face_count_every`-th frame (and the first) the full-range detector also counts faces, since
+    FaceMesh alone misses small second faces.
+    """
+    landmarks, counts, detected, luminance = [], [], [], []
     width = height = 0
     with FaceTracker(static=static, config=config) as tracker:
         for index, frame in enumerate(frames):
@@ -115,12 +170,14 @@ def track_frames(
             points, count = tracker.track(frame)
             landmarks.append(points if points is not None else np.full((NUM_LANDMARKS, 3), np.nan, np.float32))
             counts.append(count)
+            detected.append(tracker.count_faces(frame) if index % config.face_count_every == 0 else -1)
             luminance.append(frame_luminance(frame))
             if on_frame is not None:
                 on_frame(index)
     if not landmarks:
         raise ValueError("no frames to track")
-    return RawTrack(np.stack(landmarks), np.array(counts), np.array(luminance, np.float32), width, height)
+    return RawTrack(np.stack(landmarks), np.array(counts), np.array(detected), np.array(luminance, np.float32),
+                    width, height)
 
 
 def estimate_yaw_deg(landmarks: np.ndarray) -> np.ndarray:  # landmarks: [T, 478, 3] pixels
@@ -186,9 +243,11 @@ def check_track(track: RawTrack, config: TrackingConfig = TrackingConfig()) -> C
             "allowed); keep your face in view"
         )
     multi = track.face_count >= 2
-    if multi.mean() > config.max_multi_face_fraction:
+    sampled = track.detected_faces >= 0
+    multi_fraction = max(multi.mean(), (track.detected_faces[sampled] >= 2).mean() if sampled.any() else 0.0)
+    if multi_fraction > config.max_multi_face_fraction:
         raise ValueError(
-            f"several faces in {what}" + ("" if frames == 1 else f" ({multi.mean():.0%} of the frames)")
+            f"several faces in {what}" + ("" if frames == 1 else f" ({multi_fraction:.0%} of the frames)")
             + "; only one person may be in view"
         )
     heights = face_height_px(track.landmarks[~missing])

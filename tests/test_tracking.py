@@ -46,6 +46,11 @@ def test_rejections_on_real_landmarks(obama_track):
     crowd[:20] = 2
     with pytest.raises(ValueError, match="several faces"):
         tracking.check_track(dataclasses.replace(base, face_count=crowd))
+    seen = base.detected_faces.copy()
+    assert (seen[seen >= 0] == 1).all() and (seen >= 0).sum() == 2  # frames 0 and 25 of 50
+    seen[25] = 2  # the detector saw a second face in one of its two sampled frames
+    with pytest.raises(ValueError, match="several faces"):
+        tracking.check_track(dataclasses.replace(base, detected_faces=seen))
     with pytest.raises(ValueError, match="too small"):
         tracking.check_track(dataclasses.replace(base, landmarks=base.landmarks * 0.2))
     turned = base.landmarks.copy()
@@ -130,3 +135,34 @@ def test_photo_face_found():
     track = tracking.track_frames([skimage.data.astronaut()], static=True)
     checked = tracking.check_track(track)
     assert track.face_count[0] == 1 and checked.valid.all()
+
+
+def test_real_two_faces_and_small_face_rejected():
+    import cv2
+    import skimage.data
+
+    astronaut = skimage.data.astronaut()
+    pair = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)
+    track = tracking.track_frames([pair], static=True)
+    assert track.detected_faces[0] == 2
+    with pytest.raises(ValueError, match="several faces in the photo"):
+        tracking.check_track(track)
+    canvas = np.full((512, 512, 3), 128, np.uint8)
+    canvas[100:300, 100:300] = cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA)
+    small = tracking.track_frames([canvas], static=True)
+    assert small.face_count[0] == 1  # found (through the full-range detector), but small
+    with pytest.raises(ValueError, match="too small"):
+        tracking.check_track(small)
+
+
+def test_small_face_in_large_frame_is_tracked(shared_data):
+    """FaceMesh's own detector misses a 219 px face in a 2560x1440 frame; the region fallback finds it, and its
+    landmarks agree with tracking the face's own 450x450 frames."""
+    frames = video.decode_video(shared_data / "video" / "obama_weekly_address_20s.mp4", 25.0, max_seconds=0.4)
+    direct = tracking.track_frames(frames)
+    large = np.full((len(frames), 1440, 2560, 3), 100, np.uint8)
+    large[:, 990:, 1000:1450] = frames
+    track = tracking.track_frames(large)
+    assert (track.face_count == 1).all()
+    distance = np.linalg.norm(track.landmarks[..., :2] - direct.landmarks[..., :2] - [1000, 990], axis=-1)
+    assert np.median(distance) < 3.0
