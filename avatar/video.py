@@ -123,7 +123,8 @@ def require_video(info: MediaInfo, min_seconds: float = MIN_VIDEO_SECONDS) -> No
 def iter_video_frames(
     path: str | Path, fps: float = 25.0, max_seconds: float | None = None, info: MediaInfo | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield frames [H, W, 3] uint8 RGB at a constant `fps` (ffmpeg's fps filter: frame i = time i / fps).
+    """Yield frames [H, W, 3] uint8 RGB at a constant `fps` (ffmpeg's fps filter: frame i = time i / fps, the
+    picture on screen at that time; rotation metadata applied).
 
     Streams through a pipe, so a long clip never sits in memory whole. Raises ValueError if ffmpeg fails
     before producing a single frame (a corrupt file).
@@ -134,7 +135,9 @@ def iter_video_frames(
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path)]
     if max_seconds is not None:
         command += ["-t", f"{max_seconds:.3f}"]
-    command += ["-an", "-sn", "-vf", f"fps={fps}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    # start_time=0: frame i shows container time i / fps, the clock the audio track starts on (a VFR clip's
+    # first picture may come 33 ms after its first audio sample).
+    command += ["-an", "-sn", "-vf", f"fps={fps}:start_time=0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = info.width * info.height * 3
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     count = 0
