@@ -4,7 +4,8 @@ Stages (reported through tqdm and an optional `progress(stage, fraction)` callba
   probe -> track (decode at constant fps + FaceMesh, checks) -> rig (camera, pose, neutral, expression basis)
   -> crop (second decode pass: head crop + selfie matte) -> background (plate) -> audio.
 Decoding twice keeps memory at the crop size: only the cropped frames of the whole clip are held.
-On disk a clip is a folder with `clip.safetensors` (arrays) and `clip.json` (metadata); nothing is pickled.
+On disk a clip is a folder with `clip.safetensors` (arrays), `clip.json` (metadata) and, when the video has
+sound, `audio.wav` (float32 mono copy of the audio); nothing is pickled.
 """
 from __future__ import annotations
 
@@ -88,6 +89,8 @@ class TrackedClip:
         header = {"format_version": FORMAT_VERSION, "camera": self.camera.to_dict(), "fps": self.fps,
                   "audio_sample_rate": self.audio_sample_rate, "meta": self.meta}
         (folder / "clip.json").write_text(json.dumps(header, indent=2))
+        if len(self.audio):  # a copy for listening and for audio tools; clip.safetensors stays the source of truth
+            video.write_wav(folder / "audio.wav", self.audio, self.audio_sample_rate)
 
     @staticmethod
     def load(folder: str | Path) -> "TrackedClip":

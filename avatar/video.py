@@ -206,14 +206,9 @@ def extract_audio(
 
 
 def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int) -> None:
-    """Write mono float32 [S] audio as a 16-bit PCM WAV (for listening and for other tools)."""
-    import wave
+    """Write mono float32 [S] audio as a 32-bit float WAV (IEEE float; readable by scipy, soundfile, ffmpeg)."""
+    from scipy.io import wavfile
 
     if waveform.ndim != 1:
         raise ValueError(f"waveform must be mono [S], got shape {waveform.shape}")
-    pcm = (np.clip(waveform, -1.0, 1.0) * 32767.0).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sample_rate)
-        handle.writeframes(pcm.tobytes())
+    wavfile.write(str(path), int(sample_rate), waveform.astype(np.float32))

@@ -106,22 +106,8 @@ def test_extract_audio(tmp_path, shared_data):
     speech = video.extract_audio(shared_data / "video" / "aoc_wda_8s.mp4", sample_rate=22050, max_seconds=3.0)
     assert abs(len(speech) - 3 * 22050) < 100 and 0.01 < np.abs(speech).max() <= 1.0
     video.write_wav(tmp_path / "speech.wav", speech, 22050)
-    import wave
+    from scipy.io import wavfile
 
-    with wave.open(str(tmp_path / "speech.wav")) as handle:
-        assert (handle.getnchannels(), handle.getframerate(), handle.getnframes()) == (1, 22050, len(speech))
-
-
-def test_rotation_metadata_is_applied(tmp_path):
-    """Phone videos carry a display rotation: probe reports the rotated size and decoding matches it."""
-    plain = make_video(tmp_path / "plain.mp4", 1.0)
-    rotated = tmp_path / "rotated.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(plain), "-c", "copy",
-                    str(rotated)], check=True)
-    info = video.probe_media(rotated)
-    assert (info.width, info.height, info.rotation_deg) == (120, 160, 90)
-    frames = video.decode_video(rotated)
-    upright = video.decode_video(plain)
-    assert frames.shape == (25, 160, 120, 3)
-    turned = np.rot90(upright[0], k=1)  # display rotation 90 = counter-clockwise
-    assert np.abs(frames[0].astype(int) - turned).mean() < 2
+    rate, written = wavfile.read(str(tmp_path / "speech.wav"))
+    assert rate == 22050 and written.dtype == np.float32
+    np.testing.assert_array_equal(written, speech)
