@@ -176,8 +176,9 @@ _TYPOGRAPHY = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"', "�
 
 @dataclass
 class NormalizedText:
-    """What the voice should read: one string per sentence (words, spaces and . , ! ? ; : only) plus
-    notes for the user (e.g. "removed 2 unsupported characters: 😀 ✨")."""
+    """What the voice should read: one string per sentence (plain words, which may hold apostrophes and
+    hyphens, separated by spaces and . , ! ? ; :) plus notes for the user (e.g. "removed 2 character(s) the
+    voice cannot read: 😀 ✨")."""
 
     sentences: list[str]
     notes: list[str] = field(default_factory=list)

@@ -361,12 +361,20 @@ def _join_pauses(runs: list[PhoneRun], sample_rate: int) -> list[Segment]:
     return [Segment(r.label, r.start / sample_rate, r.end / sample_rate) for r in merged]
 
 
-def tts_real_time_factor(engine: TTSEngine, text: str, options: SpeakOptions | None = None) -> float:
-    """Seconds of compute per second of audio for `engine.synthesize(text)` (wall clock; < 1 is faster
-    than real time). For `bench/speech.py`; run a short warm-up call first if load time should not count."""
-    start = time.perf_counter()
+def tts_real_time_factor(engine: TTSEngine, text: str, options: SpeakOptions | None = None,
+                         clock: str = "wall") -> float:
+    """Seconds of compute per second of audio for `engine.synthesize(text)` (< 1 is faster than real time).
+
+    clock="wall": elapsed time, what a user waits (inflated when other processes share the CPU).
+    clock="cpu": CPU seconds of this process (all its threads), which stays meaningful on a loaded machine;
+    with N free cores the wall figure approaches cpu / N. For `bench/speech.py`; run a short warm-up call
+    first so that one-off start-up costs do not count."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    timer = time.perf_counter if clock == "wall" else time.process_time
+    start = timer()
     speech = engine.synthesize(text, options)
-    elapsed = time.perf_counter() - start
+    elapsed = timer() - start
     if speech.duration_s <= 0:
         raise ValueError("synthesis produced no audio, so the real-time factor is undefined")
     return elapsed / speech.duration_s

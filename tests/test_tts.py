@@ -180,4 +180,7 @@ def test_bad_options_raise(kwargs):
 
 def test_real_time_factor_helper(engine):
     rtf = tts_real_time_factor(engine, "A short sentence to time.")
-    assert 0 < rtf < 10  # the speed target is checked by bench/speech.py, not here
+    cpu = tts_real_time_factor(engine, "A short sentence to time.", clock="cpu")
+    assert 0 < rtf < 10 and 0 < cpu < 10  # the speed target is checked by bench/speech.py, not here
+    with pytest.raises(ValueError, match="clock"):
+        tts_real_time_factor(engine, "Hi.", clock="gpu")
