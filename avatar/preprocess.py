@@ -208,11 +208,13 @@ def preprocess_video(path: str | Path, config: PreprocessConfig = PreprocessConf
     notes = [] if info.has_audio else ["the video has no audio track"]
     if info.duration_s < video.RECOMMENDED_VIDEO_SECONDS:
         notes.append(f"short video ({info.duration_s:.1f} s; {video.RECOMMENDED_VIDEO_SECONDS:.0f}-60 s recommended)")
-    crops = lambda: video.iter_video_frames(path, config.fps, config.max_seconds, info)  # noqa: E731
-    audio = None
-    if info.has_audio:
-        audio = video.extract_audio(path, config.audio_sample_rate, seconds)
-    return _finish(raw, crops, audio, info, config, stages, notes)
+    def audio_source() -> np.ndarray | None:
+        return video.extract_audio(path, config.audio_sample_rate, seconds) if info.has_audio else None
+
+    def decode_again():  # second pass for the crops: cheaper than holding full-size frames
+        return video.iter_video_frames(path, config.fps, config.max_seconds, info)
+
+    return _finish(raw, decode_again, audio_source, info, config, stages, notes)
 
 
 def preprocess_photo(path: str | Path, config: PreprocessConfig = PreprocessConfig(),
@@ -224,10 +226,10 @@ def preprocess_photo(path: str | Path, config: PreprocessConfig = PreprocessConf
     info = video.probe_media(path)
     raw = tracking.track_frames([image], static=True, config=config.tracking)
     stages.report("track", 1.0)
-    return _finish(raw, lambda: iter([image]), None, info, config, stages, [])
+    return _finish(raw, lambda: iter([image]), lambda: None, info, config, stages, [])
 
 
-def _finish(raw: tracking.RawTrack, frame_source: Callable, audio: np.ndarray | None, info: video.MediaInfo,
+def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callable, info: video.MediaInfo,
             config: PreprocessConfig, stages: _Stages, notes: list[str]) -> TrackedClip:
     checked = tracking.check_track(raw, config.tracking)
     notes = notes + checked.notes
@@ -253,6 +255,7 @@ def _finish(raw: tracking.RawTrack, frame_source: Callable, audio: np.ndarray | 
     stages.report("background", 0.0)
     plate, inpainted = matting.background_plate(frames, matte_stack)
     stages.report("audio", 0.0)
+    audio = audio_source()
     if audio is not None:
         audio = audio[: int(round(total / config.fps * config.audio_sample_rate))]
     camera = head_rig.intrinsics.cropped(box.x0, box.y0, box.size, resolution)

@@ -17,8 +17,9 @@ Conventions (shared with `render/camera.py`):
   against the neutral plus MediaPipe's relative depth, `lift_to_camera`), then the neutral's stable points
   are fitted rigidly (Procrustes) and the pose track is low-passed without lag. Head-frame landmarks are the
   lifted points mapped back through the smoothed pose, so they reproject exactly onto the tracked pixels; the
-  expression basis truncation is the only reprojection error. (2D-only PnP was tried first: with a narrow
-  field of view it trades rotation for translation; MediaPipe's relative depth pins the rotation down.)
+  expression basis truncation is the only reprojection error. (A first version built the neutral from the
+  weak-perspective clouds and posed it by PnP on the 2D points; on the synthetic test its rotations were off
+  by ~3 degrees, because an off-centre face looks turned under weak perspective. Lifting first removed that.)
   On synthetic data with a known neutral and focal length the fit recovers rotations to < 0.5 degrees,
   x/y translation to < 1 mm and depth to ~2 %.
 - Focal length: not observable from MediaPipe's weak-perspective landmarks, so it is assumed from a field of
@@ -223,7 +224,8 @@ def fit_poses(neutral: np.ndarray, lifted: np.ndarray) -> tuple[np.ndarray, np.n
         rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0]) @ vt
         rvecs.append(Rotation.from_matrix(rotation).as_rotvec())
         tvecs.append(target.mean(0) - rotation @ source.mean(0))
-    return np.unwrap(np.array(rvecs), axis=0) if len(rvecs) > 1 else np.array(rvecs), np.array(tvecs)
+    # Head rotations stay far below 180 degrees, so rotation vectors vary continuously and can be low-passed.
+    return np.array(rvecs), np.array(tvecs)
 
 
 def rotvec_to_matrix(rvecs: np.ndarray) -> np.ndarray:  # [T, 3] -> [T, 3, 3]
