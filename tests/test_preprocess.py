@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from avatar import rig, video
+from avatar.matting import CropConfig
 from avatar.preprocess import PreprocessConfig, TrackedClip, preprocess, preprocess_photo, preprocess_video
 
 
@@ -136,3 +137,18 @@ def test_rejections(tmp_path, shared_data):
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
     with pytest.raises(ValueError, match="not a readable"):
         preprocess(corrupt, show_bar=False)
+
+
+def test_video_with_hidden_face_gap(shared_data, tmp_path):
+    """A real clip with the face covered for 0.6 s (15 frames, longer than the 12-frame gap limit): the pipeline
+    completes, bridges the gap and marks exactly those frames invalid."""
+    covered = tmp_path / "covered.mp4"
+    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-i", str(shared_data / "video" / "aoc_wda_8s.mp4"), "-t", "4",
+                    "-vf", "drawbox=x=0:y=0:w=iw:h=ih:color=gray:t=fill:enable='between(t,2,2.59)'",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(covered)], check=True)
+    clip = preprocess(covered, PreprocessConfig(crop=CropConfig(resolution=128)),
+                      show_bar=False)
+    assert clip.num_frames == 100
+    assert not clip.valid[50:65].any() and clip.valid[:50].all() and clip.valid[65:].all()
+    assert any("50-64" in note for note in clip.meta["notes"])
+    assert np.isfinite(clip.coeffs).all() and np.isfinite(clip.translation).all()
