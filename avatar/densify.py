@@ -1,12 +1,11 @@
 """Gaussian set surgery for training: initialisation on a mesh, densify, prune, and the Adam state that follows.
 
-Every change of the Gaussian set is described by a `Plan`: the new face-local parameters, the new parent
+The set itself lives in `avatar.gaussians.MeshGaussians` (helper-owned container that keeps the
+one-Gaussian-per-triangle invariant); training keeps the trainable tensors in a dict and rebuilds a container
+only to densify or prune. Every change is described by a `Plan`: the new face-local parameters, the new parent
 triangle per Gaussian, and `source_index` [N_new]: for each new row the old row it continues (its Adam moments
 are carried over) or -1 for a fresh row (zero moments). One function, `update_optimizer_state`, applies any
 plan to the optimizer, so densify and prune cannot disagree about the bookkeeping.
-
-Invariant kept by `plan_prune`: every triangle that carried a Gaussian still carries at least one (the most
-opaque one), as in GaussianAvatars, so no part of the mesh goes bald.
 """
 from __future__ import annotations
 
@@ -16,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from avatar.binding import quaternion_to_rotation_matrix, triangle_frames
+from avatar.binding import triangle_frames
+from avatar.gaussians import MeshGaussians, init_on_mesh
 
 PARAM_KEYS = ("local_means", "local_quats", "local_log_scales", "opacity_logits", "colors")
-SPLIT_SCALE_DIVISOR = 1.6  # the 3DGS value: two children 1.6x smaller cover about the parent's extent
 
 
 @dataclass
@@ -41,53 +40,69 @@ def _check_params(params: dict[str, Tensor], parent: Tensor) -> int:
     return n
 
 
-def initial_gaussians(vertices: Tensor, faces: Tensor, frame: Tensor, camera, per_face: int, seed: int = 0,
-                      opacity: float = 0.3, log_scale: float | None = None) -> tuple[dict[str, Tensor], Tensor]:
-    """`per_face` Gaussians on every triangle at random points inside it, coloured from `frame`.
+def initial_gaussians(vertices: Tensor, faces: Tensor, frames: Tensor, mattes: Tensor, camera, per_face: int,
+                      seed: int = 0, opacity: float = 0.3, background_opacity: float = 0.02) -> tuple[dict[str, Tensor], Tensor]:
+    """`per_face` Gaussians on every triangle (`avatar.gaussians.init_on_mesh`), coloured from S sample frames.
 
-    vertices: [V, 3] camera-space vertices of one frame; faces: [F, 3]; frame: [H, W, 3] float in [0, 1].
-    Colours are sampled where each Gaussian projects (nearest pixel), which starts training close to the image.
+    vertices: [S, V, 3] camera-space vertices of S frames; faces: [F, 3]; frames: [S, H, W, 3] float in [0, 1];
+    mattes: [S, H, W] float in [0, 1]. Each Gaussian takes the median colour of the pixels it projects to in
+    the frames where its triangle faces the camera, and starts nearly transparent when it mostly lands outside
+    the person's matte (hair-shell triangles beyond the silhouette). This starts training close to the images
+    instead of from uniform grey, which matters when a CPU affords only a few hundred iterations.
     """
-    if vertices.ndim != 2 or vertices.shape[-1] != 3:
-        raise ValueError(f"vertices must be [V, 3], got {tuple(vertices.shape)}")
-    if per_face < 1:
-        raise ValueError(f"per_face must be >= 1, got {per_face}")
-    generator = torch.Generator().manual_seed(seed)
-    num_faces = faces.shape[0]
-    centroids, rotations, scales = triangle_frames(vertices, faces)  # [F,3], [F,3,3], [F]
-    corners = vertices[faces]  # [F, 3 corners, 3]
-    local_corners = ((corners - centroids[:, None]) @ rotations) / scales[:, None, None]  # R^T (v - c) / s
-    parent = torch.arange(num_faces).repeat_interleave(per_face)
-    weights = -torch.log(torch.rand(parent.shape[0], 3, generator=generator).clamp_min(1e-9))
-    weights = weights / weights.sum(-1, keepdim=True)  # uniform barycentric samples
-    local_means = (weights[:, :, None] * local_corners[parent]).sum(1)
+    if vertices.ndim != 3 or vertices.shape[-1] != 3:
+        raise ValueError(f"vertices must be [S, V, 3], got {tuple(vertices.shape)}")
+    s_frames = vertices.shape[0]
+    if frames.shape[0] != s_frames or mattes.shape != frames.shape[:3]:
+        raise ValueError(f"frames [S, H, W, 3] and mattes [S, H, W] must match S = {s_frames} vertex frames, "
+                         f"got {tuple(frames.shape)} and {tuple(mattes.shape)}")
+    gaussians = init_on_mesh(_Faces(faces), vertices[0].float(), per_face=per_face, opacity=opacity,
+                             generator=torch.Generator().manual_seed(seed))
+    params, parent = gaussians.parameters(), gaussians.parent
     n = parent.shape[0]
-    if log_scale is None:
-        log_scale = math.log(0.6 / math.sqrt(per_face))
-    local_log_scales = torch.full((n, 3), log_scale)
-    local_log_scales[:, 2] = log_scale + math.log(0.3)  # flat along the normal, like a surface patch
-    local_quats = torch.zeros(n, 4)
-    local_quats[:, 0] = 1.0
-    opacity_logits = torch.full((n,), math.log(opacity / (1 - opacity)))
-    means = (rotations[parent] @ local_means[:, :, None]).squeeze(-1) * scales[parent, None] + centroids[parent]
-    colors = torch.full((n, 3), 0.5)
-    z = means[:, 2]
-    u = camera.fx * means[:, 0] / z.clamp_min(1e-6) + camera.cx
-    v = camera.fy * means[:, 1] / z.clamp_min(1e-6) + camera.cy
-    inside = (z > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-    colors[inside] = frame[v[inside].long(), u[inside].long()].float()
-    params = {"local_means": local_means.float(), "local_quats": local_quats, "local_log_scales": local_log_scales,
-              "opacity_logits": opacity_logits, "colors": colors}
+    samples = torch.zeros(s_frames, n, 3)
+    visible = torch.zeros(s_frames, n, dtype=torch.bool)
+    inside_matte = torch.zeros(s_frames, n)
+    for s in range(s_frames):
+        centroids, rotations, scales = triangle_frames(vertices[s].float(), faces)
+        means = (rotations[parent] @ params["local_means"][:, :, None]).squeeze(-1) * scales[parent, None] + centroids[parent]
+        normals = rotations[parent][:, :, 2]
+        z = means[:, 2].clamp_min(1e-6)
+        u = (camera.fx * means[:, 0] / z + camera.cx).floor().long()
+        v = (camera.fy * means[:, 1] / z + camera.cy).floor().long()
+        on_image = (means[:, 2] > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+        u, v = u.clamp(0, camera.width - 1), v.clamp(0, camera.height - 1)
+        facing = (normals * means).sum(-1) < 0  # camera at the origin: the normal points back towards it
+        samples[s] = frames[s][v, u]
+        visible[s] = on_image & facing
+        inside_matte[s] = torch.where(on_image, mattes[s][v, u], torch.zeros(()))
+    masked = samples.masked_fill(~visible[..., None], float("nan"))
+    colors = masked.nanmedian(dim=0).values
+    seen = visible.any(0)
+    colors[~seen] = 0.5
+    params["colors"] = colors
+    outside = seen & ((inside_matte * visible).sum(0) / visible.sum(0).clamp_min(1) < 0.5)
+    params["opacity_logits"][outside] = math.log(background_opacity / (1 - background_opacity))
     return params, parent
 
 
-def plan_densify(params: dict[str, Tensor], parent: Tensor, selected: Tensor, split_log_scale: float,
-                 max_gaussians: int, score: Tensor | None = None, generator: torch.Generator | None = None) -> Plan | None:
-    """Clone the small selected Gaussians, split the large ones (max local log scale > split_log_scale).
+@dataclass(frozen=True)
+class _Faces:
+    faces: Tensor  # what init_on_mesh needs from a topology
 
-    Split children are drawn from the parent's own Gaussian in the triangle's local frame (local means and
-    local scales share units, so the offset is consistent) and shrink by 1.6. At most
-    `max_gaussians - N` Gaussians are added (highest `score` first). Returns None when nothing changes.
+
+def _container(params: dict[str, Tensor], parent: Tensor, num_faces: int) -> MeshGaussians:
+    return MeshGaussians(parent=parent, num_faces=num_faces, **{k: params[k].detach() for k in PARAM_KEYS})
+
+
+def plan_densify(params: dict[str, Tensor], parent: Tensor, selected: Tensor, split_log_scale: float,
+                 max_gaussians: int, num_faces: int, score: Tensor | None = None,
+                 generator: torch.Generator | None = None) -> Plan | None:
+    """Clone the small selected Gaussians and split the large ones (max local log scale > split_log_scale),
+    through `MeshGaussians.densify` (children drawn in the triangle's local frame, scales / 1.6).
+
+    At most `max_gaussians - N` Gaussians are added (highest `score` first; each split adds one, each clone
+    one). New rows continue the Adam moments of the Gaussian they came from. None when nothing changes.
     """
     n = _check_params(params, parent)
     if selected.shape != (n,) or selected.dtype != torch.bool:
@@ -99,50 +114,31 @@ def plan_densify(params: dict[str, Tensor], parent: Tensor, selected: Tensor, sp
     if chosen.numel() > room:
         ranking = score[chosen] if score is not None else torch.rand(chosen.numel(), generator=generator)
         chosen = chosen[ranking.argsort(descending=True)[:room]]
-    p = {k: v.detach() for k, v in params.items()}
-    big = p["local_log_scales"][chosen].amax(-1) > split_log_scale
-    split_rows, clone_rows = chosen[big], chosen[~big]
-    new = {k: v.clone() for k, v in p.items()}
-    if split_rows.numel():
-        sigma = p["local_log_scales"][split_rows].exp()
-        rotation = quaternion_to_rotation_matrix(p["local_quats"][split_rows])
-        offsets = (rotation @ (torch.randn(split_rows.numel(), 3, generator=generator) * sigma)[:, :, None]).squeeze(-1)
-        shrink = math.log(SPLIT_SCALE_DIVISOR)
-        new["local_means"][split_rows] = p["local_means"][split_rows] + offsets
-        new["local_log_scales"][split_rows] = p["local_log_scales"][split_rows] - shrink
-    added = {k: torch.cat([new[k][split_rows], new[k][clone_rows]]) for k in PARAM_KEYS}
-    if split_rows.numel():
-        # the second child takes the mirrored offset so the pair stays centred on the parent
-        added["local_means"][: split_rows.numel()] = p["local_means"][split_rows] - offsets
-    out = {k: torch.cat([new[k], added[k]]) for k in PARAM_KEYS}
-    new_parent = torch.cat([parent, parent[split_rows], parent[clone_rows]])
-    source = torch.cat([torch.arange(n), torch.full((split_rows.numel() + clone_rows.numel(),), -1, dtype=torch.long)])
-    return Plan(out, new_parent, source)
+    big = params["local_log_scales"].detach()[chosen].amax(-1) > split_log_scale
+    clone_mask = torch.zeros(n, dtype=torch.bool)
+    clone_mask[chosen[~big]] = True
+    split_mask = torch.zeros(n, dtype=torch.bool)
+    split_mask[chosen[big]] = True
+    gaussians = _container(params, parent, num_faces)
+    gaussians, source = gaussians.densify(clone_mask, "clone", generator=generator)
+    # the clone step keeps rows 0..n-1 in place, so the split mask extends with False for the clones
+    split_mask = torch.cat([split_mask, torch.zeros(source.shape[0] - n, dtype=torch.bool)])
+    gaussians, source_split = gaussians.densify(split_mask, "split", generator=generator)
+    return Plan(gaussians.parameters(), gaussians.parent, source[source_split])
 
 
-def plan_prune(params: dict[str, Tensor], parent: Tensor, remove: Tensor) -> Plan | None:
-    """Remove the Gaussians in `remove` (bool [N]) except, per triangle, the most opaque one when all would go."""
+def plan_prune(params: dict[str, Tensor], parent: Tensor, remove: Tensor, num_faces: int) -> Plan | None:
+    """Remove the Gaussians in `remove` (bool [N]) through `MeshGaussians.prune`, which keeps the most
+    opaque Gaussian of a triangle that would otherwise lose all of them. None when nothing changes."""
     n = _check_params(params, parent)
     if remove.shape != (n,) or remove.dtype != torch.bool:
         raise ValueError(f"remove must be bool [{n}], got {remove.dtype} {tuple(remove.shape)}")
     if not bool(remove.any()):
         return None
-    keep = ~remove
-    num_faces = int(parent.max()) + 1
-    survivors = torch.zeros(num_faces, dtype=torch.long).index_add_(0, parent, keep.long())
-    orphaned = survivors[parent] == 0  # Gaussians whose whole triangle would go
-    if bool(orphaned.any()):
-        opacity = params["opacity_logits"].detach()
-        best = torch.full((num_faces,), -float("inf")).scatter_reduce(0, parent, opacity, reduce="amax")
-        candidates = (orphaned & (opacity == best[parent])).nonzero().flatten()
-        # ties: keep the first candidate per face
-        first = torch.full((num_faces,), n, dtype=torch.long).scatter_reduce(0, parent[candidates], candidates, reduce="amin")
-        rescued = first[first < n]
-        keep[rescued] = True
-    rows = keep.nonzero().flatten()
-    if rows.numel() == n:
+    gaussians, kept = _container(params, parent, num_faces).prune(remove)
+    if kept.numel() == n:
         return None
-    return Plan({k: params[k].detach()[rows] for k in PARAM_KEYS}, parent[rows], rows)
+    return Plan(gaussians.parameters(), gaussians.parent, kept)
 
 
 def update_optimizer_state(optimizer: torch.optim.Optimizer, old_params: dict[str, Tensor],

@@ -5,18 +5,20 @@ On disk an avatar is a folder:
     avatar.json               format_version, name, camera, config, training stats, held-out metrics, parts
     gaussians.safetensors     parent [N] int64, local_means [N,3], local_quats [N,4] (wxyz),
                               local_log_scales [N,3], opacity_logits [N], colors [N,3]
-    rig.safetensors           neutral [478,3], expression_basis [K,478,3], faces [F,3] int64
+    rig.safetensors           neutral [478,3], expression_basis [K,478,3], faces [F,3] int64, face_part [F] int64,
+                              mesh.* = the extended-mesh rig (`avatar.mesh.ExtendedMeshRig.to_tensors`)
     tracks.safetensors        rotations [T,3,3], translations [T,3], expression_coeffs [T,K] of the training video
     background.safetensors    plate [H,W,3] uint8
 
-The extended-mesh rig is rebuilt from `neutral` with `avatar.mesh.build_rig` on load (it is a pure function
-of the neutral shape); the saved `faces` must match it, which catches a topology change between versions.
+The saved `faces` must equal the topology that `avatar.mesh.build_topology` gives for the rig's resolution,
+which catches a mesh-topology change between versions of the code.
 Loading validates every shape, dtype, range and finiteness and never unpickles anything.
 """
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,9 @@ class Avatar:
     neutral: Tensor  # [478, 3] head-frame neutral landmarks
     expression_basis: Tensor  # [K, 478, 3]
     faces: Tensor  # [F, 3] int64, extended mesh
+    face_part: Tensor  # [F] int64, index into avatar.mesh.PARTS
+    mesh_rig: dict[str, Tensor]  # ExtendedMeshRig.to_tensors()
+    mesh_rig_meta: dict[str, Any]  # ExtendedMeshRig.metadata()
     rotations: Tensor  # [T, 3, 3] head pose of the training video (head frame -> camera)
     translations: Tensor  # [T, 3]
     expression_coeffs: Tensor  # [T, K]
@@ -98,15 +103,47 @@ class Avatar:
     def num_expressions(self) -> int:
         return int(self.expression_basis.shape[0])
 
-    def save(self, folder: Path) -> Path:
-        """Write the avatar folder atomically (a failure leaves any previous avatar there untouched)."""
+    def extended_rig(self):
+        """The extended-mesh rig (`avatar.mesh.ExtendedMeshRig`), validated."""
+        from avatar.mesh import ExtendedMeshRig
+
+        return ExtendedMeshRig.from_tensors(self.mesh_rig, self.mesh_rig_meta)
+
+    def camera_vertices(self, rotations: Tensor, translations: Tensor, coeffs: Tensor) -> Tensor:
+        """Extended-mesh vertices in camera space [T, V, 3] for head poses and expression coefficients.
+
+        rotations: [T, 3, 3] head -> camera; translations: [T, 3] metres; coeffs: [T, K] in this avatar's basis.
+        """
+        return posed_vertices(self.neutral, self.expression_basis, self.extended_rig(), rotations, translations, coeffs)
+
+    def render(self, vertices: Tensor, background: Tensor, camera=None, backend: str = "auto"):
+        """Render one frame from camera-space vertices [V, 3] over background ([3] or [H, W, 3] float)."""
+        from render import render_gaussians
+
+        from avatar.binding import bind_gaussians
+
+        g = self.gaussians
+        bound = bind_gaussians(vertices, self.faces, g["parent"], g["local_means"], g["local_quats"], g["local_log_scales"])
+        return render_gaussians(bound.means, bound.quats, bound.log_scales, g["opacity_logits"], g["colors"],
+                                camera or self.camera.to_camera(), background, backend=backend)
+
+    def save(self, folder: Path, extra_files: dict[str, Path] | None = None) -> Path:
+        """Write the avatar folder atomically (a failure leaves any previous avatar there untouched).
+
+        extra_files: name -> existing file copied in as well (preview PNGs, curves).
+        """
         validate_avatar(self)
         folder = Path(folder)
         with atomic_folder(folder) as staging:
+            for file_name, source in (extra_files or {}).items():
+                if "/" in file_name or file_name.startswith("."):
+                    raise ValueError(f"extra file name {file_name!r} must be a plain file name")
+                shutil.copyfile(source, staging / file_name)
             save_file({k: self.gaussians[k].detach().contiguous().cpu() for k in GAUSSIAN_KEYS}, str(staging / "gaussians.safetensors"))
             save_file(
                 {"neutral": self.neutral.float().contiguous(), "expression_basis": self.expression_basis.float().contiguous(),
-                 "faces": self.faces.long().contiguous()},
+                 "faces": self.faces.long().contiguous(), "face_part": self.face_part.long().contiguous(),
+                 **{f"mesh.{k}": v.contiguous() for k, v in self.mesh_rig.items()}},
                 str(staging / "rig.safetensors"),
             )
             save_file(
@@ -123,6 +160,7 @@ class Avatar:
                 "num_gaussians": self.num_gaussians,
                 "num_expressions": self.num_expressions,
                 "parts": self.parts,
+                "mesh_rig": self.mesh_rig_meta,
                 "config": self.config,
                 "stats": self.stats,
                 "metrics": self.metrics,
@@ -160,7 +198,7 @@ class Avatar:
             name = str(meta["name"])
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{meta_path} lacks a valid field: {error}") from None
-        for key in ("neutral", "expression_basis", "faces"):
+        for key in ("neutral", "expression_basis", "faces", "face_part"):
             if key not in tensors["rig"]:
                 raise ValueError(f"avatar {folder.name}: rig.safetensors lacks '{key}'")
         for key in ("rotations", "translations", "expression_coeffs"):
@@ -175,6 +213,9 @@ class Avatar:
             neutral=tensors["rig"]["neutral"],
             expression_basis=tensors["rig"]["expression_basis"],
             faces=tensors["rig"]["faces"],
+            face_part=tensors["rig"]["face_part"],
+            mesh_rig={k[len("mesh."):]: v for k, v in tensors["rig"].items() if k.startswith("mesh.")},
+            mesh_rig_meta=dict(meta.get("mesh_rig") or {}),
             rotations=tensors["tracks"]["rotations"],
             translations=tensors["tracks"]["translations"],
             expression_coeffs=tensors["tracks"]["expression_coeffs"],
@@ -185,6 +226,23 @@ class Avatar:
             metrics=dict(meta.get("metrics") or {}),
             parts=list(meta.get("parts") or []),
         )
+
+
+def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, translations: Tensor,
+                   coeffs: Tensor) -> Tensor:
+    """Camera-space extended-mesh vertices [T, V, 3]: (neutral + coeffs·basis) -> extend_vertices -> R v + t.
+
+    neutral: [478, 3]; basis: [K, 478, 3]; rotations: [T, 3, 3]; translations: [T, 3]; coeffs: [T, K].
+    """
+    from avatar.mesh import extend_vertices
+
+    t = rotations.shape[0]
+    if rotations.shape != (t, 3, 3) or translations.shape != (t, 3) or coeffs.shape != (t, basis.shape[0]):
+        raise ValueError(f"poses and coefficients must be [T, 3, 3], [T, 3], [T, {basis.shape[0]}]; got "
+                         f"{tuple(rotations.shape)}, {tuple(translations.shape)}, {tuple(coeffs.shape)}")
+    landmarks = neutral[None] + torch.einsum("tk,kvc->tvc", coeffs.float(), basis.float())
+    head = extend_vertices(landmarks, rig)  # [T, V, 3]
+    return head @ rotations.float().transpose(1, 2) + translations.float()[:, None, :]
 
 
 def _require(condition: bool, message: str) -> None:
@@ -223,6 +281,9 @@ def validate_avatar(avatar: Avatar) -> None:
     _require(faces.dtype == torch.int64 and faces.ndim == 2 and faces.shape[1] == 3 and faces.shape[0] > 0,
              f"avatar faces must be int64 [F, 3], got {faces.dtype} {tuple(faces.shape)}")
     _require(int(faces.min()) >= 0, "avatar faces have negative vertex indices")
+    _require(avatar.face_part.dtype == torch.int64 and tuple(avatar.face_part.shape) == (faces.shape[0],),
+             f"avatar face_part must be int64 [{faces.shape[0]}], got {avatar.face_part.dtype} {tuple(avatar.face_part.shape)}")
+    _validate_mesh(avatar)
     _require(int(parent.min()) >= 0 and int(parent.max()) < faces.shape[0],
              f"avatar parent triangle indices must be in [0, {faces.shape[0]}), got [{int(parent.min())}, {int(parent.max())}]")
     _check_float("rotations", avatar.rotations, (None, 3, 3))
@@ -234,3 +295,17 @@ def validate_avatar(avatar: Avatar) -> None:
     _require(bg.dtype == torch.uint8 and bg.ndim == 3 and bg.shape[2] == 3,
              f"avatar background must be uint8 [H, W, 3], got {bg.dtype} {tuple(bg.shape)}")
     _require(isinstance(avatar.camera, CameraSpec), "avatar camera must be a CameraSpec")
+
+
+def _validate_mesh(avatar: Avatar) -> None:
+    """The extended-mesh rig must load and its topology must be the one the avatar was trained on."""
+    from avatar.mesh import build_topology
+
+    try:
+        rig = avatar.extended_rig()
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"avatar extended-mesh rig is invalid: {error}") from None
+    topology = build_topology(rig.resolution)
+    _require(topology.faces.shape == avatar.faces.shape and torch.equal(topology.faces, avatar.faces),
+             "avatar mesh topology differs from this version's extended mesh; retrain the avatar")
+    _require(torch.equal(topology.face_part, avatar.face_part), "avatar face parts differ from the extended mesh")

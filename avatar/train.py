@@ -112,7 +112,8 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
 class TrainingData:
     """Everything the loop needs, already at the training resolution.
 
-    frames: [T, H, W, 3] float in [0, 1]; mattes: [T, H, W] float in [0, 1]; vertices: [T, V, 3] extended-mesh
+    frames: [T, H, W, 3] uint8 RGB; mattes: [T, H, W] uint8 (person = 255); kept as bytes so a 30 s clip at
+    512 px fits in memory, converted per frame by `frame(i)` / `matte(i)`. vertices: [T, V, 3] extended-mesh
     vertices in camera space; faces: [F, 3] long; train_indices / holdout_indices: frame numbers.
     """
 
@@ -123,11 +124,14 @@ class TrainingData:
     camera: Any  # render.Camera at the training resolution
     train_indices: list[int]
     holdout_indices: list[int]
+    head_boxes: Tensor | None = None  # [T, 4] x0, y0, x1, y1 pixels of the head region (metrics only)
 
     def __post_init__(self) -> None:
         t = self.frames.shape[0]
-        if self.frames.ndim != 4 or self.frames.shape[-1] != 3:
-            raise ValueError(f"frames must be [T, H, W, 3], got {tuple(self.frames.shape)}")
+        if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8 [T, H, W, 3], got {self.frames.dtype} {tuple(self.frames.shape)}")
+        if self.mattes.dtype != torch.uint8:
+            raise ValueError(f"mattes must be uint8, got {self.mattes.dtype}")
         if self.mattes.shape != self.frames.shape[:3]:
             raise ValueError(f"mattes must be [T, H, W] = {tuple(self.frames.shape[:3])}, got {tuple(self.mattes.shape)}")
         if self.vertices.ndim != 3 or self.vertices.shape[0] != t or self.vertices.shape[-1] != 3:
@@ -136,6 +140,12 @@ class TrainingData:
             raise ValueError("camera size differs from the frame size")
         if not self.train_indices:
             raise ValueError("no training frames are left after holding frames out; use a longer clip")
+
+    def frame(self, index: int) -> Tensor:  # [H, W, 3] float in [0, 1]
+        return self.frames[index].float() / 255.0
+
+    def matte(self, index: int) -> Tensor:  # [H, W] float in [0, 1]
+        return self.mattes[index].float() / 255.0
 
 
 def split_frames(num_frames: int, fps: float, holdout_every: int, holdout_seconds: float) -> tuple[list[int], list[int]]:
@@ -160,6 +170,15 @@ class TrainResult:
     seconds: float
     resumed_from: int
     history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def initial_gaussians_for(data: TrainingData, config: TrainConfig, sample_frames: int = 16):
+    """Starting Gaussians coloured from up to `sample_frames` training frames spread over the clip."""
+    picks = torch.linspace(0, len(data.train_indices) - 1, min(sample_frames, len(data.train_indices))).round().long()
+    indices = [data.train_indices[int(i)] for i in picks]
+    return initial_gaussians(data.vertices[indices], data.faces, torch.stack([data.frame(i) for i in indices]),
+                             torch.stack([data.matte(i) for i in indices]), data.camera, config.gaussians_per_face,
+                             seed=config.seed)
 
 
 def _make_optimizer(params: dict[str, Tensor], config: TrainConfig) -> torch.optim.Adam:
@@ -255,24 +274,24 @@ def _apply_plan(params: dict[str, Tensor], optimizer: torch.optim.Adam, plan) ->
 
 def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None = None,
           progress: ProgressCallback | None = None, preview: Callable[[dict, Tensor, int], None] | None = None,
-          resume: bool = True) -> TrainResult:
+          resume: bool = True, initial: tuple[dict[str, Tensor], Tensor] | None = None) -> TrainResult:
     """Optimise Gaussians bound to `data`'s mesh; resumes from `checkpoint_dir` when it holds a checkpoint.
 
     progress(stage, fraction, info) is called about every 1 % with info {"iteration", "loss", "psnr"};
     preview(params, parent, iteration) every `config.preview_every` iterations (for preview PNGs).
+    initial: starting (params, parent) instead of `initial_gaussians` on the first training frame.
     """
     torch.manual_seed(config.seed)
     restored = load_checkpoint(checkpoint_dir, config) if (checkpoint_dir is not None and resume) else None
     if restored is not None:
         params, parent, optimizer, stats, start, elapsed_before, history = restored
     else:
-        first = data.train_indices[0]
-        params, parent = initial_gaussians(data.vertices[first], data.faces, data.frames[first], data.camera,
-                                           config.gaussians_per_face, seed=config.seed)
+        params, parent = initial if initial is not None else initial_gaussians_for(data, config)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         optimizer = _make_optimizer(params, config)
         stats = {"grad_accum": torch.zeros(parent.shape[0]), "grad_count": torch.zeros(parent.shape[0])}
         start, elapsed_before, history = 0, 0.0, {"iteration": [], "loss": [], "psnr": []}
+    num_faces = int(data.faces.shape[0])
     decay = config.lr_final_factor ** (1.0 / max(config.iterations, 1))
     densify_until = int(config.densify_until_fraction * config.iterations)
     run_start = time.monotonic()
@@ -287,7 +306,7 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         background = torch.rand(3) if config.random_background else torch.zeros(3)
         out, means = render_frame(params, parent, data.vertices[index], data.faces, data.camera, background,
                                   config.backend, keep_means_grad=True)
-        target = composite(data.frames[index], data.mattes[index], background)
+        target = composite(data.frame(index), data.matte(index), background)
         loss = photometric_loss(out.color, target, config.dssim_weight)
         loss = loss + config.position_weight * local_position_penalty(params["local_means"], config.position_threshold)
         loss = loss + config.scale_weight * local_scale_penalty(params["local_log_scales"], config.max_log_scale)
@@ -311,10 +330,11 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         if config.densify_from <= iteration <= densify_until and iteration % config.densify_every == 0:
             mean_grad = stats["grad_accum"] / stats["grad_count"].clamp_min(1)
             plan = plan_densify(params, parent, mean_grad > config.densify_grad_threshold, config.split_log_scale,
-                                config.max_gaussians)
+                                config.max_gaussians, num_faces, score=mean_grad)
             if plan is not None:
                 params, parent = _apply_plan(params, optimizer, plan), plan.parent
-            plan = plan_prune(params, parent, torch.sigmoid(params["opacity_logits"].detach()) < config.prune_opacity)
+            plan = plan_prune(params, parent, torch.sigmoid(params["opacity_logits"].detach()) < config.prune_opacity,
+                              num_faces)
             if plan is not None:
                 params, parent = _apply_plan(params, optimizer, plan), plan.parent
             stats = {"grad_accum": torch.zeros(parent.shape[0]), "grad_count": torch.zeros(parent.shape[0])}

@@ -10,8 +10,26 @@ from safetensors.torch import load_file, save_file
 from avatar.model import FORMAT_VERSION, Avatar, CameraSpec
 
 
-def make_avatar(n: int = 50, k: int = 4, t: int = 6, faces: int = 20) -> Avatar:
+_NEUTRAL = []
+
+
+def astronaut_neutral() -> torch.Tensor:
+    """FaceMesh landmarks of skimage's astronaut photo [478, 3], in metres (cached per test session)."""
+    if not _NEUTRAL:
+        from avatar.mesh_plot import sample_landmarks
+
+        _NEUTRAL.append((sample_landmarks() * 0.063 / 60.0).float())
+    return _NEUTRAL[0]
+
+
+def make_avatar(n: int = 50, k: int = 4, t: int = 6) -> Avatar:
+    from avatar.mesh import build_rig, build_topology
+
     g = torch.Generator().manual_seed(1)
+    neutral = astronaut_neutral()
+    rig = build_rig(neutral)
+    topology = build_topology(rig.resolution)
+    faces = topology.faces.shape[0]
     return Avatar(
         name="synthetic",
         camera=CameraSpec(60.0, 60.0, 16.0, 16.0, 32, 32),
@@ -23,9 +41,12 @@ def make_avatar(n: int = 50, k: int = 4, t: int = 6, faces: int = 20) -> Avatar:
             "opacity_logits": torch.randn(n, generator=g),
             "colors": torch.rand(n, 3, generator=g),
         },
-        neutral=torch.randn(478, 3, generator=g),
-        expression_basis=torch.randn(k, 478, 3, generator=g),
-        faces=torch.randint(478, (faces, 3), generator=g),
+        neutral=neutral,
+        expression_basis=torch.randn(k, 478, 3, generator=g) * 1e-3,
+        faces=topology.faces,
+        face_part=topology.face_part,
+        mesh_rig=rig.to_tensors(),
+        mesh_rig_meta=rig.metadata(),
         rotations=torch.eye(3).repeat(t, 1, 1),
         translations=torch.randn(t, 3, generator=g),
         expression_coeffs=torch.randn(t, k, generator=g),
@@ -44,7 +65,7 @@ def test_round_trip_is_exact(tmp_path):
     loaded = Avatar.load(tmp_path / "a")
     for key, value in avatar.gaussians.items():
         assert torch.equal(loaded.gaussians[key], value), key
-    for key in ("neutral", "expression_basis", "faces", "rotations", "translations", "expression_coeffs", "background"):
+    for key in ("neutral", "expression_basis", "faces", "face_part", "rotations", "translations", "expression_coeffs", "background"):
         assert torch.equal(getattr(loaded, key), getattr(avatar, key)), key
     assert loaded.camera == avatar.camera
     assert (loaded.fps, loaded.config, loaded.stats, loaded.metrics, loaded.parts) == (
@@ -62,7 +83,17 @@ def test_constructor_rejects_bad_tensors():
     with pytest.raises(ValueError, match="NaN"):
         Avatar(**{**avatar.__dict__, "gaussians": {**avatar.gaussians, "colors": bad}})
     with pytest.raises(ValueError, match="parent"):
-        Avatar(**{**avatar.__dict__, "gaussians": {**avatar.gaussians, "parent": avatar.gaussians["parent"] + 100}})
+        Avatar(**{**avatar.__dict__, "gaussians": {**avatar.gaussians, "parent": avatar.gaussians["parent"] + 100000}})
+    with pytest.raises(ValueError, match="topology"):
+        Avatar(**{**avatar.__dict__, "faces": avatar.faces.flip(-1)})
+
+
+def test_avatar_renders_its_training_poses():
+    avatar = make_avatar(n=400)
+    vertices = avatar.camera_vertices(torch.eye(3)[None], torch.tensor([[0.0, 0.0, 0.5]]), torch.zeros(1, 4))
+    assert vertices.shape == (1, avatar.faces.max() + 1, 3)
+    out = avatar.render(vertices[0], torch.zeros(3), backend="cpu")
+    assert out.color.shape == (32, 32, 3) and torch.isfinite(out.color).all()
 
 
 def test_load_reports_damage_clearly(tmp_path):

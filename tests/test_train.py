@@ -55,8 +55,8 @@ def make_synthetic_data(frames: int = 12, resolution: int = 32, seed: int = 0) -
         images.append(out.color.clamp(0, 1))
         mattes.append(out.alpha.clamp(0, 1))
     train_idx, held_idx = split_frames(frames, 4.0, holdout_every=5, holdout_seconds=0.5)
-    return TrainingData(torch.stack(images), torch.stack(mattes), torch.stack(all_vertices), faces, camera,
-                        train_idx, held_idx)
+    to_bytes = lambda x: (torch.stack(x) * 255).round().to(torch.uint8)  # noqa: E731
+    return TrainingData(to_bytes(images), to_bytes(mattes), torch.stack(all_vertices), faces, camera, train_idx, held_idx)
 
 
 def test_split_holds_out_every_tenth_and_the_tail():
@@ -76,18 +76,16 @@ def fixed_background_loss(data: TrainingData, params, parent) -> float:
     with torch.no_grad():
         for i in data.train_indices:
             out, _ = render_frame(params, parent, data.vertices[i], data.faces, data.camera, torch.zeros(3))
-            total += float(photometric_loss(out.color, composite(data.frames[i], data.mattes[i], torch.zeros(3))))
+            total += float(photometric_loss(out.color, composite(data.frame(i), data.matte(i), torch.zeros(3))))
     return total / len(data.train_indices)
 
 
 def test_training_lowers_the_loss_and_keeps_every_triangle_covered():
-    from avatar.densify import initial_gaussians
+    from avatar.train import initial_gaussians_for
 
     data = make_synthetic_data()
     config = preset("tiny", resolution=32, iterations=150, densify_every=50, densify_from=50, prune_opacity=0.05)
-    first = data.train_indices[0]
-    start_params, start_parent = initial_gaussians(data.vertices[first], data.faces, data.frames[first], data.camera,
-                                                   config.gaussians_per_face, seed=config.seed)
+    start_params, start_parent = initial_gaussians_for(data, config)
     result = train(data, config)
     before = fixed_background_loss(data, start_params, start_parent)
     after = fixed_background_loss(data, result.params, result.parent)

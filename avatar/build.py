@@ -1,0 +1,188 @@
+"""From a tracked clip to a saved avatar: training data at the preset's resolution, training with previews,
+held-out evaluation, and the atomic save into the library.
+
+This is the orchestration that the CLI (`avatar.cli`), the photo path (`avatar.photo`) and the benchmark
+(`bench.train`) share; the math lives in `avatar.train`, `avatar.evaluate` and `avatar.model`.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avatar.evaluate import HeldOutMetrics, evaluate_frames, head_box, save_curves, save_side_by_side
+from avatar.model import Avatar, CameraSpec, posed_vertices
+from avatar.train import TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames, train
+
+ProgressCallback = Callable[[str, float, dict], None]
+# Generic colours of the mouth interior (linear RGB), used where the clip never shows it (a photo, a closed
+# mouth): training replaces them wherever the mouth opens on camera.
+GENERIC_PART_COLORS = {"upper_teeth": (0.92, 0.90, 0.85), "lower_teeth": (0.90, 0.88, 0.82),
+                       "tongue": (0.70, 0.33, 0.33), "mouth_cavity": (0.12, 0.04, 0.04)}
+PREVIEW_FRAMES = 3
+
+
+@dataclass
+class PreparedClip:
+    """A clip's training data plus what the avatar keeps (rig, topology, plate at the training size)."""
+
+    data: TrainingData
+    rig: object  # avatar.mesh.ExtendedMeshRig
+    topology: object  # avatar.mesh.ExtendedMeshTopology
+    camera: CameraSpec
+    plate: Tensor  # [H, W, 3] uint8 at the training resolution
+
+
+def _resize_bytes(images: np.ndarray, size: int) -> Tensor:
+    """uint8 [T, H, W(, C)] -> uint8 [T, size, size(, C)] with antialiased bilinear filtering, in chunks."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    if tensor.shape[1] == size and tensor.shape[2] == size:
+        return tensor.clone()
+    has_channels = tensor.ndim == 4
+    out = []
+    for chunk in tensor.split(32):
+        x = chunk.float() if has_channels else chunk.float()[..., None]
+        x = F.interpolate(x.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = x.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8)
+        out.append(x if has_channels else x[..., 0])
+    return torch.cat(out)
+
+
+def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None,
+                 holdout_every: int | None = None) -> PreparedClip:
+    """Resize the clip to `config.resolution`, build the extended-mesh rig and per-frame camera-space vertices,
+    and split frames (every `holdout_every`-th and the last `holdout_seconds` held out; frames where tracking
+    failed are used for neither). A one-frame clip (a photo) trains on its frame and holds nothing out."""
+    from render import Camera
+
+    from avatar.mesh import build_rig, build_topology
+
+    resolution = config.resolution
+    neutral = torch.from_numpy(clip.neutral).float()
+    rig = build_rig(neutral)
+    topology = build_topology(rig.resolution)
+    vertices = posed_vertices(neutral, torch.from_numpy(clip.basis).float(), rig, torch.from_numpy(clip.rotation),
+                              torch.from_numpy(clip.translation), torch.from_numpy(clip.coeffs))
+    source = CameraSpec(clip.camera.fx, clip.camera.fy, clip.camera.cx, clip.camera.cy, clip.camera.width,
+                        clip.camera.height)
+    camera = source.scaled(resolution, resolution)
+    t = clip.num_frames
+    if t == 1:
+        train_indices, holdout_indices = [0], []
+    else:
+        train_indices, holdout_indices = split_frames(
+            t, clip.fps, config.holdout_every if holdout_every is None else holdout_every,
+            config.holdout_seconds if holdout_seconds is None else holdout_seconds)
+        valid = set(np.flatnonzero(clip.valid).tolist())
+        train_indices = [i for i in train_indices if i in valid]
+        holdout_indices = [i for i in holdout_indices if i in valid]
+    data = TrainingData(
+        frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),
+        vertices=vertices, faces=topology.faces,
+        camera=Camera(camera.fx, camera.fy, camera.cx, camera.cy, resolution, resolution, torch.eye(4)),
+        train_indices=train_indices, holdout_indices=holdout_indices,
+        head_boxes=head_box(torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)),
+    )
+    plate = _resize_bytes(clip.background[None], resolution)[0]
+    return PreparedClip(data, rig, topology, camera, plate)
+
+
+def _generic_mouth_colors(params: dict[str, Tensor], parent: Tensor, topology) -> None:
+    from avatar.mesh import PARTS
+
+    face_part = topology.face_part[parent]
+    for part, color in GENERIC_PART_COLORS.items():
+        rows = face_part == PARTS.index(part)
+        params["colors"][rows] = torch.tensor(color)
+
+
+def _preview_indices(prepared: PreparedClip) -> list[int]:
+    pool = prepared.data.holdout_indices or prepared.data.train_indices
+    picks = np.linspace(0, len(pool) - 1, min(PREVIEW_FRAMES, len(pool))).round().astype(int)
+    return [pool[i] for i in picks]
+
+
+def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Path,
+                       checkpoint_dir: Path | None = None, progress: ProgressCallback | None = None,
+                       resume: bool = True) -> tuple[TrainResult, HeldOutMetrics | None, dict[str, Path]]:
+    """Train, then score held-out frames. Writes preview.png (real | rendered) and curves.png into work_dir
+    (previews are refreshed during training and their path is passed to `progress` as info["preview"])."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data = prepared.data
+    plate = prepared.plate.float() / 255.0
+    preview_path = work_dir / "preview.png"
+    picks = _preview_indices(prepared)
+    latest = {}
+
+    def preview(params: dict, parent: Tensor, iteration: int) -> None:
+        with torch.no_grad():
+            renders = [evaluate_frames(params, parent, data, [i], plate, config.backend)[1].get(i) for i in picks]
+        shown = [(data.frame(i), r) for i, r in zip(picks, renders) if r is not None]
+        if shown:
+            save_side_by_side([a for a, _ in shown], [b for _, b in shown], preview_path, f"iteration {iteration}")
+            latest["preview"] = str(preview_path)
+
+    def report(stage: str, fraction: float, info: dict) -> None:
+        if progress is not None:
+            progress(stage, fraction, {**info, **latest})
+
+    initial = initial_gaussians_for(data, config)
+    _generic_mouth_colors(initial[0], initial[1], prepared.topology)
+    result = train(data, config, checkpoint_dir=checkpoint_dir, progress=report, preview=preview, resume=resume,
+                   initial=initial)
+    report("evaluating", 0.0, {"iteration": result.iterations})
+    metrics = None
+    if data.holdout_indices:
+        metrics, renders = evaluate_frames(result.params, result.parent, data, data.holdout_indices, plate, config.backend)
+        shown = [i for i in picks if i in renders]
+        save_side_by_side([data.frame(i) for i in shown], [renders[i] for i in shown], preview_path,
+                          f"held-out frames: PSNR {metrics.psnr_db:.2f} dB, SSIM {metrics.ssim:.3f} (head region)")
+    else:
+        preview(result.params, result.parent, result.iterations)
+    curves_path = save_curves(result.history, work_dir / "curves.png", metrics.psnr_db if metrics else None)
+    report("evaluating", 1.0, {"iteration": result.iterations})
+    return result, metrics, {"preview.png": preview_path, "curves.png": curves_path}
+
+
+def assemble_avatar(name: str, clip, prepared: PreparedClip, config: TrainConfig, result: TrainResult,
+                    metrics: HeldOutMetrics | None, extra_stats: dict | None = None) -> Avatar:
+    """Pack a training result and its clip into an `Avatar` (validated)."""
+    from avatar.mesh import PARTS
+
+    gaussians = {"parent": result.parent.long(), **{k: v.detach().float().contiguous() for k, v in result.params.items()}}
+    stats = {"iterations": result.iterations, "train_seconds": round(result.seconds, 1),
+             "train_minutes": round(result.seconds / 60, 2), "num_gaussians": int(result.parent.shape[0]),
+             "train_frames": len(prepared.data.train_indices), "held_out_frames": len(prepared.data.holdout_indices),
+             "source": clip.meta.get("source", {}), **(extra_stats or {})}
+    return Avatar(
+        name=name, camera=prepared.camera, gaussians=gaussians, neutral=torch.from_numpy(clip.neutral).float(),
+        expression_basis=torch.from_numpy(clip.basis).float(), faces=prepared.topology.faces,
+        face_part=prepared.topology.face_part, mesh_rig=prepared.rig.to_tensors(), mesh_rig_meta=prepared.rig.metadata(),
+        rotations=torch.from_numpy(clip.rotation).float(), translations=torch.from_numpy(clip.translation).float(),
+        expression_coeffs=torch.from_numpy(clip.coeffs).float(), background=prepared.plate, fps=float(clip.fps),
+        config=config.to_dict(), stats=stats, metrics=metrics.to_dict() if metrics else {}, parts=list(PARTS),
+    )
+
+
+def build_avatar_from_clip(clip, name: str, config: TrainConfig, destination: Path, checkpoint_dir: Path | None,
+                           progress: ProgressCallback | None = None, holdout_seconds: float | None = None,
+                           extra_stats: dict | None = None) -> Avatar:
+    """prepare -> train -> evaluate -> save atomically to `destination`; returns the saved avatar."""
+    start = time.monotonic()
+    prepared = prepare_clip(clip, config, holdout_seconds=holdout_seconds)
+    with tempfile.TemporaryDirectory(prefix="avatar-train-") as scratch:
+        result, metrics, files = train_and_evaluate(prepared, config, Path(scratch), checkpoint_dir, progress)
+        avatar = assemble_avatar(name, clip, prepared, config, result, metrics,
+                                 {"build_seconds": round(time.monotonic() - start, 1), **(extra_stats or {})})
+        avatar.save(destination, extra_files=files)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the avatar is safely saved; the checkpoint is spent
+    return avatar

@@ -1,0 +1,193 @@
+"""Held-out quality of a trained avatar, pictures to look at, and the reconstruction video.
+
+Metrics are computed on held-out frames only (never trained on): the render is composited over the clip's
+background plate and compared with the real frame inside the head region: the pixels whose selfie matte is
+above 0.5 inside the head box, the box of the tracked face landmarks widened by 25 % of its width on each side
+(ears), 35 % of its height above (hair) and 10 % below (chin), so shoulders and suit do not count.
+PSNR is over those pixels; SSIM is the mean of the SSIM map over them. Render FPS is the rate of
+bind + render (no gradients) at the avatar's resolution.
+"""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from avatar.losses import psnr, ssim_map
+from avatar.train import TrainingData, render_frame
+
+MATTE_THRESHOLD = 0.5
+HEAD_BOX_MARGINS = (0.25, 0.35, 0.25, 0.10)  # left, top, right, bottom as fractions of the landmark box
+
+
+def head_box(landmarks_2d: Tensor) -> Tensor:
+    """[..., 478, 2] pixel landmarks -> [..., 4] head box x0, y0, x1, y1 (see the module docstring)."""
+    low, high = landmarks_2d.amin(-2), landmarks_2d.amax(-2)
+    size = high - low
+    left, top, right, bottom = HEAD_BOX_MARGINS
+    return torch.stack([low[..., 0] - left * size[..., 0], low[..., 1] - top * size[..., 1],
+                        high[..., 0] + right * size[..., 0], high[..., 1] + bottom * size[..., 1]], -1)
+
+
+def head_mask(matte: Tensor, box: Tensor | None) -> Tensor:
+    """Bool [H, W]: matte [H, W] > 0.5, inside box [4] (x0, y0, x1, y1 pixels) when given."""
+    mask = matte > MATTE_THRESHOLD
+    if box is not None:
+        height, width = matte.shape
+        xs = torch.arange(width) + 0.5
+        ys = torch.arange(height) + 0.5
+        inside = ((ys[:, None] >= box[1]) & (ys[:, None] <= box[3])) & ((xs[None] >= box[0]) & (xs[None] <= box[2]))
+        mask = mask & inside
+    return mask
+
+
+@dataclass
+class HeldOutMetrics:
+    psnr_db: float
+    ssim: float
+    render_fps: float
+    num_frames: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"psnr": self.psnr_db, "ssim": self.ssim, "render_fps": self.render_fps, "held_out_frames": self.num_frames}
+
+
+def head_region_scores(rendered: Tensor, real: Tensor, mask: Tensor) -> tuple[float, float]:
+    """(PSNR dB, SSIM) of rendered vs real [H, W, 3] in [0, 1] over the pixels of mask [H, W] bool."""
+    if not bool(mask.any()):
+        raise ValueError("the held-out frame's matte holds no person pixel")
+    ssim = float(ssim_map(rendered.clamp(0, 1), real)[mask].mean())
+    return psnr(rendered, real, mask), ssim
+
+
+def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingData, indices: list[int],
+                    background: Tensor, backend: str = "auto") -> tuple[HeldOutMetrics, dict[int, Tensor]]:
+    """Score the Gaussians on frames `indices`; background [H, W, 3] float (the plate at data's resolution).
+
+    Returns the metrics and the rendered images [H, W, 3] by frame index (for previews and videos).
+    PSNR is averaged in the MSE domain over frames (the pooled head-region MSE), SSIM as a plain mean.
+    """
+    if not indices:
+        raise ValueError("no held-out frames to evaluate")
+    squared_errors, pixel_counts, ssims, renders = 0.0, 0, [], {}
+    render_seconds = 0.0
+    with torch.no_grad():
+        for index in indices:
+            start = time.perf_counter()
+            out, _ = render_frame(params, parent, data.vertices[index], data.faces, data.camera, background, backend)
+            render_seconds += time.perf_counter() - start
+            color = out.color.clamp(0, 1)
+            real = data.frame(index)
+            mask = head_mask(data.matte(index), None if data.head_boxes is None else data.head_boxes[index])
+            if not bool(mask.any()):
+                continue
+            squared_errors += float(((color - real) ** 2)[mask].sum())
+            pixel_counts += int(mask.sum()) * 3
+            ssims.append(head_region_scores(color, real, mask)[1])
+            renders[index] = color
+    if pixel_counts == 0:
+        raise ValueError("none of the held-out frames has a person in its matte")
+    mse = squared_errors / pixel_counts
+    psnr_db = float("inf") if mse == 0 else float(-10 * np.log10(mse))
+    return HeldOutMetrics(psnr_db, float(np.mean(ssims)), len(indices) / max(render_seconds, 1e-9), len(ssims)), renders
+
+
+def save_side_by_side(real: list[Tensor], rendered: list[Tensor], path: Path, title: str = "") -> Path:
+    """A PNG grid: one row per frame, real | rendered | absolute difference (x4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = len(real)
+    figure, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    for row, (a, b) in enumerate(zip(real, rendered)):
+        for column, (image, label) in enumerate(((a, "real (held out)"), (b, "rendered"),
+                                                 (((a - b).abs() * 4).clamp(0, 1), "|difference| x4"))):
+            axes[row, column].imshow(image.numpy())
+            axes[row, column].set_axis_off()
+            if row == 0:
+                axes[row, column].set_title(label)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+def save_curves(history: dict[str, list[float]], path: Path, held_out_psnr: float | None = None) -> Path:
+    """Training loss and training-frame PSNR against iteration (and the held-out PSNR as a line) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.plot(history.get("iteration", []), history.get("loss", []))
+    left.set_xlabel("iteration")
+    left.set_ylabel("loss (random background)")
+    left.set_yscale("log")
+    right.plot(history.get("iteration", []), history.get("psnr", []), label="training frames (whole image)")
+    if held_out_psnr is not None:
+        right.axhline(held_out_psnr, color="tab:red", linestyle="--", label=f"held out, head region: {held_out_psnr:.2f} dB")
+    right.set_xlabel("iteration")
+    right.set_ylabel("PSNR (dB)")
+    right.legend(loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.tobytes())
+
+
+def write_video(frames: np.ndarray, fps: float, path: Path, audio: np.ndarray | None = None,
+                sample_rate: int = 16000) -> Path:
+    """Encode frames [T, H, W, 3] uint8 as H.264 (yuv420p) + AAC MP4 with the ffmpeg imageio-ffmpeg ships.
+
+    The audio, if any, is cut or padded to exactly T / fps seconds so both streams start and end together.
+    """
+    import imageio_ffmpeg
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3] with T > 0, got {frames.dtype} {frames.shape}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"H.264 yuv420p needs an even frame size, got {width}x{height}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duration = frames.shape[0] / fps
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                   "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
+        if audio is not None and audio.size:
+            samples = int(round(duration * sample_rate))
+            clip = np.zeros(samples, np.float32)
+            clip[: min(samples, audio.size)] = audio[:samples]
+            wav = Path(scratch) / "audio.wav"
+            _write_wav(wav, clip, sample_rate)
+            command += ["-i", str(wav), "-c:a", "aac", "-b:a", "128k"]
+        command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "medium", "-crf", "18",
+                    "-movflags", "+faststart", "-t", f"{duration:.6f}", str(path)]
+        result = subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed to encode {path}: {result.stderr.decode(errors='replace')[-500:]}")
+    return path
