@@ -100,12 +100,12 @@ def test_viseme_agreement_with_transcript(reference_scores):
 
 
 def test_viseme_agreement_without_transcript_floor(reference_scores):
-    """Regression floor for phone recognition: 0.646 pooled was measured (below the issue's 0.65 target)."""
+    """Regression floor for phone recognition: 0.646-0.648 pooled was measured (below the issue's 0.65 target)."""
     assert reference_scores.viseme_agreement_notext >= 0.62
 
 
 @pytest.mark.xfail(strict=True, reason="issue 3 target not reached: pooled agreement without transcript was "
-                                       "0.646 (target 0.65); XPASS means it now is: drop this mark")
+                                       "0.646-0.648 (target 0.65); XPASS means it now is: drop this mark")
 def test_viseme_agreement_without_transcript_target(reference_scores):
     assert reference_scores.viseme_agreement_notext >= 0.65
 
