@@ -38,6 +38,7 @@ from avatar.tracking import NUM_LANDMARKS, zero_phase_smooth
 INTEROCULAR_M = 0.063
 RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS = (33, 133), (362, 263)
 CHIN, FOREHEAD_TOP = 152, 10
+UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 # Points that move little with expression: forehead, nose bridge, eye corners, temples, upper cheekbones.
 # Lips, jaw and eyebrows are left out so speech does not tilt the head.
 STABLE_POINTS = (
@@ -234,6 +235,24 @@ def rotvec_to_matrix(rvecs: np.ndarray) -> np.ndarray:  # [T, 3] -> [T, 3, 3]
     return Rotation.from_rotvec(rvecs).as_matrix()
 
 
+def mouth_closed_frames(head: np.ndarray, valid: np.ndarray, fraction: float = 0.25, minimum: int = 5) -> np.ndarray:
+    """Mask [T] of the valid frames whose inner lips (landmarks 13, 14) are closest together: the lowest
+    `fraction` of them, or all valid frames when that would be fewer than `minimum` (e.g. a photo).
+
+    The neutral shape is their median, so expression coefficients 0 mean a closed mouth (what visemes for
+    p/b/m and silence need), not the half-open average of a talking clip. head: [T, 478, 3].
+    """
+    opening = np.linalg.norm(head[:, UPPER_INNER_LIP] - head[:, LOWER_INNER_LIP], axis=-1)
+    indices = np.flatnonzero(valid)
+    count = int(round(fraction * len(indices)))
+    if count < minimum:
+        return valid.copy()
+    chosen = indices[np.argsort(opening[indices])[:count]]
+    mask = np.zeros_like(valid)
+    mask[chosen] = True
+    return mask
+
+
 def expression_basis(residuals: np.ndarray, valid: np.ndarray, num_components: int) -> tuple:
     """PCA (uncentred SVD, so coefficients 0 = the neutral face) of residuals [T, 478, 3] over valid frames.
 
@@ -278,7 +297,7 @@ def fit_rig(
         rotation = rotvec_to_matrix(rvecs)
         head = np.einsum("tji,tvj->tvi", rotation, lifted - tvecs[:, None, :])  # on the pixel rays: exact
         if round_index < rounds - 1:
-            neutral = canonicalise(np.median(head[valid], axis=0) if len(clouds) > 1 else head[0])
+            neutral = canonicalise(np.median(head[mouth_closed_frames(head, valid)], axis=0))
         if progress:
             progress((round_index + 1) / (rounds + 1))
     if len(clouds) == 1:  # a photo has no expression basis: its own landmarks are the neutral

@@ -106,7 +106,7 @@ def test_fit_rig_recovers_known_poses(real_neutral):
     assert np.degrees(angle_error).max() < 0.5
     np.testing.assert_allclose(fitted.translation[:, :2], translation[:, :2], atol=0.001)  # metres
     np.testing.assert_allclose(fitted.translation[:, 2], translation[:, 2], rtol=0.03)  # depth via scale
-    np.testing.assert_allclose(fitted.neutral, real_neutral, atol=0.002)
+    np.testing.assert_allclose(fitted.neutral, real_neutral, atol=0.003)  # metres; lifting keeps a small bias
     error = rig.reprojection_error_px(fitted, pixels)
     assert np.median(error) < 0.2 and error.max() < 1.0
     assert fitted.basis.shape[0] > 0 and fitted.explained_variance.sum() == pytest.approx(1.0)
@@ -165,3 +165,12 @@ def test_real_clip_smoothing_keeps_lips_on_time(obama_rig):
     scores = [np.dot(a[4:-4], np.roll(b, -lag)[4:-4]) for lag in lags]
     assert lags[int(np.argmax(scores))] == 0
     assert np.corrcoef(a, b)[0, 1] > 0.95
+
+
+def test_neutral_has_a_closed_mouth(obama_rig):
+    fitted, _ = obama_rig
+    opening = np.linalg.norm(fitted.head_landmarks[:, 13] - fitted.head_landmarks[:, 14], axis=-1)
+    neutral_opening = np.linalg.norm(fitted.neutral[13] - fitted.neutral[14])
+    assert neutral_opening < np.percentile(opening, 30)
+    mask = rig.mouth_closed_frames(fitted.head_landmarks, np.ones(len(opening), bool))
+    assert mask.sum() == round(0.25 * len(opening)) and opening[mask].max() <= opening[~mask].min()
