@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from avatar.evaluate import HeldOutMetrics, evaluate_frames, head_box, save_curves, save_side_by_side
+from avatar.evaluate import evaluate_frames, head_box, save_curves, save_side_by_side
 from avatar.model import Avatar, CameraSpec, posed_vertices
 from avatar.train import TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames, train
 
@@ -112,9 +112,13 @@ def _preview_indices(prepared: PreparedClip) -> list[int]:
 
 def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Path,
                        checkpoint_dir: Path | None = None, progress: ProgressCallback | None = None,
-                       resume: bool = True) -> tuple[TrainResult, HeldOutMetrics | None, dict[str, Path]]:
+                       resume: bool = True) -> tuple[TrainResult, dict, dict[str, Path]]:
     """Train, then score held-out frames. Writes preview.png (real | rendered) and curves.png into work_dir
-    (previews are refreshed during training and their path is passed to `progress` as info["preview"])."""
+    (previews are refreshed during training and their path is passed to `progress` as info["preview"]).
+
+    The metrics dict holds psnr, ssim, render_fps, held_out_frames; a clip without held-out frames (a photo)
+    gets fit_psnr_training_frame / fit_ssim_training_frame instead, never labelled as held out.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     data = prepared.data
     plate = prepared.plate.float() / 255.0
@@ -127,7 +131,8 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
             renders = [evaluate_frames(params, parent, data, [i], plate, config.backend)[1].get(i) for i in picks]
         shown = [(data.frame(i), r) for i, r in zip(picks, renders) if r is not None]
         if shown:
-            save_side_by_side([a for a, _ in shown], [b for _, b in shown], preview_path, f"iteration {iteration}")
+            save_side_by_side([a for a, _ in shown], [b for _, b in shown], preview_path, f"iteration {iteration}",
+                              real_label="real (held out)" if data.holdout_indices else "real (trained on)")
             latest["preview"] = str(preview_path)
 
     def report(stage: str, fraction: float, info: dict) -> None:
@@ -139,21 +144,26 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
     result = train(data, config, checkpoint_dir=checkpoint_dir, progress=report, preview=preview, resume=resume,
                    initial=initial)
     report("evaluating", 0.0, {"iteration": result.iterations})
-    metrics = None
-    if data.holdout_indices:
-        metrics, renders = evaluate_frames(result.params, result.parent, data, data.holdout_indices, plate, config.backend)
-        shown = [i for i in picks if i in renders]
-        save_side_by_side([data.frame(i) for i in shown], [renders[i] for i in shown], preview_path,
-                          f"held-out frames: PSNR {metrics.psnr_db:.2f} dB, SSIM {metrics.ssim:.3f} (head region)")
+    held_out = bool(data.holdout_indices)
+    scored, renders = evaluate_frames(result.params, result.parent, data,
+                                      data.holdout_indices if held_out else data.train_indices, plate, config.backend)
+    shown = [i for i in picks if i in renders]
+    label = "held-out frames" if held_out else "training frame (nothing held out)"
+    save_side_by_side([data.frame(i) for i in shown], [renders[i] for i in shown], preview_path,
+                      f"{label}: PSNR {scored.psnr_db:.2f} dB, SSIM {scored.ssim:.3f} (head region)",
+                      real_label="real (held out)" if held_out else "real (trained on)")
+    if held_out:
+        metrics = scored.to_dict()
     else:
-        preview(result.params, result.parent, result.iterations)
-    curves_path = save_curves(result.history, work_dir / "curves.png", metrics.psnr_db if metrics else None)
+        metrics = {"fit_psnr_training_frame": scored.psnr_db, "fit_ssim_training_frame": scored.ssim,
+                   "render_fps": scored.render_fps, "held_out_frames": 0}
+    curves_path = save_curves(result.history, work_dir / "curves.png", scored.psnr_db if held_out else None)
     report("evaluating", 1.0, {"iteration": result.iterations})
     return result, metrics, {"preview.png": preview_path, "curves.png": curves_path}
 
 
 def assemble_avatar(name: str, clip, prepared: PreparedClip, config: TrainConfig, result: TrainResult,
-                    metrics: HeldOutMetrics | None, extra_stats: dict | None = None) -> Avatar:
+                    metrics: dict, extra_stats: dict | None = None) -> Avatar:
     """Pack a training result and its clip into an `Avatar` (validated)."""
     from avatar.mesh import PARTS
 
@@ -168,21 +178,23 @@ def assemble_avatar(name: str, clip, prepared: PreparedClip, config: TrainConfig
         face_part=prepared.topology.face_part, mesh_rig=prepared.rig.to_tensors(), mesh_rig_meta=prepared.rig.metadata(),
         rotations=torch.from_numpy(clip.rotation).float(), translations=torch.from_numpy(clip.translation).float(),
         expression_coeffs=torch.from_numpy(clip.coeffs).float(), background=prepared.plate, fps=float(clip.fps),
-        config=config.to_dict(), stats=stats, metrics=metrics.to_dict() if metrics else {}, parts=list(PARTS),
+        config=config.to_dict(), stats=stats, metrics=metrics, parts=list(PARTS),
     )
 
 
 def build_avatar_from_clip(clip, name: str, config: TrainConfig, destination: Path, checkpoint_dir: Path | None,
                            progress: ProgressCallback | None = None, holdout_seconds: float | None = None,
-                           extra_stats: dict | None = None) -> Avatar:
-    """prepare -> train -> evaluate -> save atomically to `destination`; returns the saved avatar."""
+                           extra_stats: dict | None = None, holdout_every: int | None = None,
+                           resume: bool = True) -> tuple[Avatar, PreparedClip]:
+    """prepare -> train -> evaluate -> save atomically to `destination`; returns the saved avatar and the
+    prepared clip (its per-frame vertices render any tracked frame, e.g. a held-out tail)."""
     start = time.monotonic()
-    prepared = prepare_clip(clip, config, holdout_seconds=holdout_seconds)
+    prepared = prepare_clip(clip, config, holdout_seconds=holdout_seconds, holdout_every=holdout_every)
     with tempfile.TemporaryDirectory(prefix="avatar-train-") as scratch:
-        result, metrics, files = train_and_evaluate(prepared, config, Path(scratch), checkpoint_dir, progress)
+        result, metrics, files = train_and_evaluate(prepared, config, Path(scratch), checkpoint_dir, progress, resume)
         avatar = assemble_avatar(name, clip, prepared, config, result, metrics,
                                  {"build_seconds": round(time.monotonic() - start, 1), **(extra_stats or {})})
         avatar.save(destination, extra_files=files)
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the avatar is safely saved; the checkpoint is spent
-    return avatar
+    return avatar, prepared

@@ -100,7 +100,8 @@ def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingDat
     return HeldOutMetrics(psnr_db, float(np.mean(ssims)), len(indices) / max(render_seconds, 1e-9), len(ssims)), renders
 
 
-def save_side_by_side(real: list[Tensor], rendered: list[Tensor], path: Path, title: str = "") -> Path:
+def save_side_by_side(real: list[Tensor], rendered: list[Tensor], path: Path, title: str = "",
+                      real_label: str = "real (held out)") -> Path:
     """A PNG grid: one row per frame, real | rendered | absolute difference (x4)."""
     import matplotlib
 
@@ -110,7 +111,7 @@ def save_side_by_side(real: list[Tensor], rendered: list[Tensor], path: Path, ti
     rows = len(real)
     figure, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
     for row, (a, b) in enumerate(zip(real, rendered)):
-        for column, (image, label) in enumerate(((a, "real (held out)"), (b, "rendered"),
+        for column, (image, label) in enumerate(((a, real_label), (b, "rendered"),
                                                  (((a - b).abs() * 4).clamp(0, 1), "|difference| x4"))):
             axes[row, column].imshow(image.numpy())
             axes[row, column].set_axis_off()
@@ -191,3 +192,14 @@ def write_video(frames: np.ndarray, fps: float, path: Path, audio: np.ndarray | 
     if result.returncode != 0:
         raise RuntimeError(f"ffmpeg failed to encode {path}: {result.stderr.decode(errors='replace')[-500:]}")
     return path
+
+
+def render_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingData, indices: list[int],
+                  background: Tensor, backend: str = "auto") -> np.ndarray:
+    """Render frames `indices` from their tracked poses/expressions over background; uint8 [T, H, W, 3]."""
+    images = []
+    with torch.no_grad():
+        for index in indices:
+            out, _ = render_frame(params, parent, data.vertices[index], data.faces, data.camera, background, backend)
+            images.append((out.color.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+    return np.stack(images)

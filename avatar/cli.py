@@ -1,0 +1,149 @@
+"""Avatar subcommands for `app.py`:
+
+    python app.py train VIDEO_OR_PHOTO --name NAME [--preset fast|standard] [--overwrite] [--restart]
+    python app.py eval VIDEO --holdout-seconds S --out DIR [--preset fast|standard]
+
+`train` tracks the video (or photo: decided by content), trains and saves the avatar into the library
+(`$TALKING_AVATAR_HOME`, default `~/.talking_avatar`). A killed run resumes from its checkpoint when the same
+command is run again (`--restart` discards it). `eval` trains on all but the last S seconds of a video, then
+renders that held-out tail from its tracked head poses and expressions to DIR/reconstruction.mp4 (same fps and
+frame count as the tail, the tail's audio muxed in) and writes DIR/metrics.json.
+Bad input raises ValueError/FileNotFoundError (printed by app.py as `error: ...`, exit 2); an existing avatar
+is never lost: the new one is written beside it and renamed into place only when complete.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+PRESET_CHOICES = ("fast", "standard")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `train` and `eval` on app.py's subparsers."""
+    train = subparsers.add_parser("train", help="video or photo -> avatar in the library",
+                                  description="Track, train and save a Gaussian head avatar.")
+    train.add_argument("source", type=Path, help="selfie video (20-60 s, talking) or one portrait photo")
+    train.add_argument("--name", required=True, help="avatar name: letters, digits, '_', '-', '.'")
+    train.add_argument("--preset", choices=PRESET_CHOICES, default="fast",
+                       help="fast (about 5 min) or standard (about 30 min); default fast")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing avatar of that name")
+    train.add_argument("--restart", action="store_true", help="ignore a checkpoint left by an interrupted run")
+    train.set_defaults(handler=run_train)
+
+    evaluate = subparsers.add_parser("eval", help="train on a video's head, score and render its held-out tail",
+                                     description="Hold out the last S seconds, train on the rest, render the tail.")
+    evaluate.add_argument("video", type=Path, help="talking-head video")
+    evaluate.add_argument("--holdout-seconds", type=float, required=True, help="seconds at the end to hold out")
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder (reconstruction.mp4, metrics.json)")
+    evaluate.add_argument("--preset", choices=PRESET_CHOICES, default="fast", help="training preset (default fast)")
+    evaluate.set_defaults(handler=run_eval)
+
+
+class _Bar:
+    """One tqdm bar per stage (preprocessing stages, training, evaluating)."""
+
+    def __init__(self) -> None:
+        self.stage = None
+        self.bar = None
+
+    def __call__(self, stage: str, fraction: float, info: dict | None = None) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=1000, desc=stage, unit="‰", leave=True, bar_format="{desc:>12}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+        self.bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        if info:
+            shown = {k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in info.items() if k in ("iteration", "psnr", "gaussians")}
+            self.bar.set_postfix(shown, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from avatar import library
+    from avatar.build import build_avatar_from_clip
+    from avatar.photo import build_photo_avatar, photo_config
+    from avatar.preprocess import preprocess
+    from avatar.train import preset
+
+    name = library.require_new_name(args.name, overwrite=args.overwrite)
+    if not args.source.exists():
+        raise FileNotFoundError(f"no such file: {args.source}")
+    bar = _Bar()
+    start = time.monotonic()
+    try:
+        clip = preprocess(args.source, progress=lambda stage, fraction: bar(stage, fraction), show_bar=False)
+        destination = library.avatar_path(name)
+        checkpoint = library.checkpoint_path(name)
+        if clip.num_frames == 1:
+            avatar = build_photo_avatar(clip, name, destination, checkpoint, bar, photo_config())
+        else:
+            avatar, _ = build_avatar_from_clip(clip, name, preset(args.preset), destination, checkpoint, bar,
+                                               resume=not args.restart)
+    finally:
+        bar.close()
+    metrics = avatar.metrics
+    quality = (f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}" if "psnr" in metrics
+               else f"photo fit PSNR {metrics.get('fit_psnr_training_frame', float('nan')):.2f} dB (no held-out frames)")
+    print(f"saved avatar {name!r} to {destination} in {(time.monotonic() - start) / 60:.1f} min: "
+          f"{avatar.num_gaussians} Gaussians, {quality}, render {metrics.get('render_fps', 0):.1f} FPS")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from avatar import video
+    from avatar.build import build_avatar_from_clip
+    from avatar.evaluate import render_frames, write_video
+    from avatar.preprocess import preprocess_video
+    from avatar.train import preset
+
+    if not (args.holdout_seconds > 0):
+        raise ValueError(f"--holdout-seconds must be positive, got {args.holdout_seconds}")
+    info = video.probe_media(args.video)
+    video.require_video(info)
+    if args.holdout_seconds >= info.duration_s - 1.0:
+        raise ValueError(f"holding out {args.holdout_seconds:g} s of a {info.duration_s:.1f} s video leaves too little to train on")
+    bar = _Bar()
+    start = time.monotonic()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        clip = preprocess_video(args.video, progress=lambda stage, fraction: bar(stage, fraction), show_bar=False)
+        config = preset(args.preset)
+        avatar, prepared = build_avatar_from_clip(clip, "eval", config, out / "avatar", out / "checkpoint", bar,
+                                                  holdout_seconds=args.holdout_seconds, holdout_every=0)
+        data = prepared.data
+        tail = list(range(clip.num_frames - int(round(args.holdout_seconds * clip.fps)), clip.num_frames))
+        params = {k: v for k, v in avatar.gaussians.items() if k != "parent"}
+        plate = prepared.plate.float() / 255.0
+        bar("rendering", 0.0)
+        frames = render_frames(params, avatar.gaussians["parent"], data, tail, plate, config.backend)
+        bar("encoding", 0.0)
+        first_sample = int(round(tail[0] / clip.fps * clip.audio_sample_rate))
+        audio = clip.audio[first_sample:] if clip.audio.size else None
+        write_video(frames, clip.fps, out / "reconstruction.mp4", audio, clip.audio_sample_rate)
+        bar("encoding", 1.0)
+    finally:
+        bar.close()
+    scored = avatar.metrics  # held-out = exactly the tail here (holdout_every=0)
+    metrics = {
+        "video": str(args.video), "preset": args.preset, "holdout_seconds": args.holdout_seconds,
+        "held_out_frames": scored["held_out_frames"], "psnr": scored["psnr"], "ssim": scored["ssim"],
+        "metric_region": "head: matte > 0.5 inside the widened face-landmark box",
+        "training_minutes": avatar.stats["train_minutes"], "total_minutes": round((time.monotonic() - start) / 60, 2),
+        "iterations": avatar.stats["iterations"], "gaussians": avatar.num_gaussians, "render_fps": scored["render_fps"],
+        "resolution": avatar.camera.width, "fps": clip.fps, "tail_frames": len(tail),
+        "reconstruction": str(out / "reconstruction.mp4"),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics, indent=2))
+    return 0
