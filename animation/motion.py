@@ -1,0 +1,206 @@
+"""Timed speech -> `Motion`: everything that moves, per video frame, as plain data.
+
+A Motion holds, for T = round(audio seconds x fps) frames:
+  head pose: rotations [T, 3] axis-angle (radians, head -> camera) and translations [T, 3] (metres);
+  expression: coeffs [T, K] in the avatar's own basis and generic [T, G] weights of the generic shapes
+  (`animation.viseme_shapes.GENERIC`: jaw_open, lip_spread, lip_round, lip_press, blink, smile);
+  blink [T] (lid closure 0..1, also inside `generic`), mouth_open [T] (0..1, for plots and tests).
+It is saved as JSON (lists of numbers, no pickles) and turned into mesh vertices by `Motion.vertices`.
+
+`motion_from_speech` combines: viseme weights with coarticulation (`animation.coarticulation`), the avatar's
+viseme shapes (`animation.viseme_shapes`), loudness (`animation.loudness`), idle head motion, nods and blinks
+(`animation.idle`), an emotion, and the user's controls (`MotionOptions`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from animation import idle
+from animation.visemes import SILENCE, VISEMES
+from animation.viseme_shapes import GENERIC, GENERIC_INDEX, VisemeShapes, extended_basis, generic_viseme_shapes
+
+FORMAT_VERSION = 1
+EMOTIONS = {"neutral": 0.0, "smile": 0.8, "big smile": 1.3}
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """User controls for one video.
+
+    fps: frame rate (None = the avatar's); head_motion: scale of idle head motion and nods (0 = none);
+    expression: scale of mouth shapes and emotion around the rest face (1 = as learned); still: no head motion
+    at all (blinks stay); emotion: one of `EMOTIONS`; blinks_per_minute: 0 disables blinks; seed: picks the
+    stretch of the pose track and the blink times.
+    """
+
+    fps: float | None = None
+    head_motion: float = 1.0
+    expression: float = 1.0
+    still: bool = False
+    emotion: str = "neutral"
+    blinks_per_minute: float = 17.0
+    nods: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not 1 <= self.fps <= 60:
+            raise ValueError(f"fps must be between 1 and 60, got {self.fps}")
+        if not 0 <= self.head_motion <= 3:
+            raise ValueError(f"head motion scale must be between 0 and 3, got {self.head_motion}")
+        if not 0 <= self.expression <= 2:
+            raise ValueError(f"expression intensity must be between 0 and 2, got {self.expression}")
+        if self.emotion not in EMOTIONS:
+            raise ValueError(f"unknown emotion {self.emotion!r}; choose one of {', '.join(EMOTIONS)}")
+        if not 0 <= self.blinks_per_minute <= 60:
+            raise ValueError(f"blinks per minute must be between 0 and 60, got {self.blinks_per_minute}")
+
+
+@dataclass
+class Motion:
+    """Per-frame motion of one avatar (see the module docstring for units)."""
+
+    fps: float
+    rotations: np.ndarray  # [T, 3] axis-angle
+    translations: np.ndarray  # [T, 3]
+    coeffs: np.ndarray  # [T, K]
+    generic: np.ndarray  # [T, G]
+    blink: np.ndarray  # [T]
+    mouth_open: np.ndarray  # [T]
+    audio_seconds: float
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("rotations", "translations", "coeffs", "generic", "blink", "mouth_open"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        t = len(self.rotations)
+        shapes = {"rotations": (t, 3), "translations": (t, 3), "generic": (t, len(GENERIC)), "blink": (t,),
+                  "mouth_open": (t,)}
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"motion {name} must be {list(shape)}, got {list(getattr(self, name).shape)}")
+        if self.coeffs.ndim != 2 or self.coeffs.shape[0] != t:
+            self.coeffs = self.coeffs.reshape(t, -1) if self.coeffs.size == 0 else self.coeffs
+            if self.coeffs.ndim != 2 or self.coeffs.shape[0] != t:
+                raise ValueError(f"motion coeffs must be [{t}, K], got {list(self.coeffs.shape)}")
+        if not 1 <= self.fps <= 240:
+            raise ValueError(f"motion fps must be in [1, 240], got {self.fps}")
+        for name in shapes:
+            if not np.isfinite(getattr(self, name)).all():
+                raise ValueError(f"motion {name} has NaN or infinite values")
+
+    @property
+    def num_frames(self) -> int:
+        return int(len(self.rotations))
+
+    def rotation_matrices(self) -> np.ndarray:  # [T, 3, 3]
+        return idle.axis_angle_to_rotation(self.rotations)
+
+    def to_dict(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "fps": self.fps, "audio_seconds": self.audio_seconds,
+                "num_frames": self.num_frames, "generic_names": list(GENERIC), "meta": self.meta,
+                **{k: np.round(getattr(self, k), 7).tolist()
+                   for k in ("rotations", "translations", "coeffs", "generic", "blink", "mouth_open")}}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), allow_nan=False))
+        return path
+
+    @staticmethod
+    def from_dict(data: dict) -> "Motion":
+        if data.get("format_version") != FORMAT_VERSION or data.get("generic_names") != list(GENERIC):
+            raise ValueError("motion file was written by an incompatible version")
+        t = int(data["num_frames"])
+        coeffs = np.asarray(data["coeffs"], dtype=np.float64).reshape(t, -1)
+        return Motion(float(data["fps"]), data["rotations"], data["translations"], coeffs, data["generic"],
+                      data["blink"], data["mouth_open"], float(data["audio_seconds"]), dict(data.get("meta", {})))
+
+    @staticmethod
+    def load(path: str | Path) -> "Motion":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a motion file: {error}") from None
+        return Motion.from_dict(data)
+
+    def vertices(self, avatar, start: int = 0, stop: int | None = None) -> Tensor:
+        """Camera-space extended-mesh vertices [t, V, 3] of frames start..stop for `avatar`."""
+        from avatar.model import posed_vertices
+
+        if self.coeffs.shape[1] != avatar.num_expressions:
+            raise ValueError(f"motion has {self.coeffs.shape[1]} expression coefficients, avatar "
+                             f"{avatar.name!r} has {avatar.num_expressions}")
+        frames = slice(start, self.num_frames if stop is None else stop)
+        basis = extended_basis(avatar.expression_basis, avatar.neutral)
+        coeffs = torch.from_numpy(np.concatenate([self.coeffs[frames], self.generic[frames]], axis=1)).float()
+        rotations = torch.from_numpy(idle.axis_angle_to_rotation(self.rotations[frames])).float()
+        translations = torch.from_numpy(self.translations[frames]).float()
+        return posed_vertices(avatar.neutral, basis, avatar.extended_rig(), rotations, translations, coeffs)
+
+
+def frame_count(audio_seconds: float, fps: float) -> int:
+    """Frames of a video as long as the audio: round(seconds x fps), at least 1."""
+    return max(1, int(round(audio_seconds * fps)))
+
+
+def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
+                       shapes: VisemeShapes | None = None, poses: tuple[np.ndarray, np.ndarray] | None = None) -> Motion:
+    """Speech (waveform + timed phones) -> Motion for `avatar`.
+
+    shapes: the avatar's viseme shapes (default: generic). poses: optional fixed head poses (rotations
+    [T, 3, 3], translations [T, 3]) used instead of idle motion, e.g. the tracked poses of a held-out clip.
+    """
+    from animation.coarticulation import viseme_weights
+    from animation.loudness import frame_rms, loudness_gain, mouth_openness
+
+    options = options or MotionOptions()
+    fps = float(options.fps or avatar.fps)
+    n = frame_count(speech.duration_s, fps)
+    shapes = shapes or generic_viseme_shapes(avatar.num_expressions)
+    if shapes.num_coeffs != avatar.num_expressions:
+        raise ValueError(f"viseme shapes have {shapes.num_coeffs} coefficients, avatar {avatar.num_expressions}")
+    weights = viseme_weights(speech.phones, speech.phone_set, fps, n)  # [T, 15]
+    openness = mouth_openness(weights, speech.waveform, speech.sample_rate, fps)
+    gain = loudness_gain(frame_rms(speech.waveform, speech.sample_rate, fps, n))
+    coeffs, generic = shapes.apply(weights)
+    # Loud syllables open wider than quiet ones: scale the mouth's deviation from rest by loudness.
+    silence = VISEMES.index(SILENCE)
+    rest_coeffs, rest_generic = shapes.apply(np.eye(len(VISEMES))[[silence]])
+    speaking = 1.0 - weights[:, silence]
+    loud = (0.75 + 0.5 * gain)[:, None] * speaking[:, None] + (1 - speaking[:, None])
+    coeffs = rest_coeffs + (coeffs - rest_coeffs) * loud * options.expression
+    generic = rest_generic + (generic - rest_generic) * loud * options.expression
+
+    emotion = EMOTIONS[options.emotion] * options.expression
+    ramp = np.clip(np.arange(n) / max(1.0, 0.5 * fps), 0, 1)
+    generic[:, GENERIC_INDEX["smile"]] += emotion * ramp
+    blinks = idle.blink_curve(idle.blink_times(n / fps, options.blinks_per_minute, options.seed), fps, n)
+    generic[:, GENERIC_INDEX["blink"]] = np.maximum(generic[:, GENERIC_INDEX["blink"]], blinks)
+
+    if poses is not None:
+        rotations_m, translations = (np.asarray(p, dtype=np.float64) for p in poses)
+        if rotations_m.shape != (n, 3, 3) or translations.shape != (n, 3):
+            raise ValueError(f"fixed poses must be [{n}, 3, 3] and [{n}, 3], got {rotations_m.shape}, {translations.shape}")
+        rotations = idle.rotation_to_axis_angle(rotations_m)
+    else:
+        base_rot, base_t, rot_off, t_off = idle.head_motion(
+            avatar.rotations.numpy(), avatar.translations.numpy(), n, fps,
+            0.0 if options.still else options.head_motion, options.seed)
+        if options.nods and not options.still and options.head_motion > 0:
+            starts = [w.start_s for w in speech.words if w.label.strip()]
+            rot_off = rot_off.copy()
+            rot_off[:, 0] += options.head_motion * idle.nod_curve(starts, gain, fps, n)
+        from scipy.spatial.transform import Rotation
+
+        rotations = (Rotation.from_rotvec(rot_off) * Rotation.from_rotvec(base_rot)).as_rotvec()
+        translations = base_t[None] + t_off
+    meta = {"source": speech.source, "phone_set": speech.phone_set, "text": speech.text[:2000],
+            "options": asdict(options), "viseme_shapes": shapes.source,
+            "learned_visemes": int(np.count_nonzero(shapes.learned))}
+    return Motion(fps, rotations, translations, coeffs, generic, blinks, openness, speech.duration_s, meta)

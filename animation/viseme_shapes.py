@@ -1,0 +1,284 @@
+"""Mouth shapes per viseme for one avatar, and the map from viseme weights [T, 15] to expression.
+
+Two kinds of shape drive the face:
+- the avatar's own expression basis (PCA of its training video, `Avatar.expression_basis` [K, 478, 3]):
+  a viseme's shape there is the mean expression coefficient vector at the centre frames of that viseme in the
+  training video, timed by the speech module (its audio recognised or aligned). This is the person's own way
+  of saying "aa" or "oo", so it looks like them.
+- generic shapes built on the avatar's neutral landmarks (`GENERIC`): jaw drop, lip spread, rounding, lip
+  press, blink and smile as smooth landmark displacements in the head frame, scaled by the outer-eye
+  distance. They stand in for visemes the training video shows too rarely (fewer than `min_frames` centre
+  frames), for every viseme of a photo avatar (its basis is empty), and for blinks and emotions.
+
+Rendering uses the extended basis `[avatar basis; generic shapes]` [K + G, 478, 3] with coefficients
+`[coeffs, generic]`; `avatar.model.posed_vertices` accepts any basis, so nothing else changes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from animation.visemes import VISEME_INDEX, VISEMES, SILENCE, frame_viseme_classes, shape_table
+
+GENERIC = ("jaw_open", "lip_spread", "lip_round", "lip_press", "blink", "smile")
+GENERIC_INDEX = {name: i for i, name in enumerate(GENERIC)}
+FORMAT_VERSION = 1
+SHAPES_FILE = "viseme_shapes.json"
+
+# MediaPipe FaceMesh landmark indices (478-point topology).
+LIP_CORNERS = (61, 291, 78, 308)  # outer right, outer left, inner right, inner left
+UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
+LOWER_INNER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+LOWER_OUTER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375)
+UPPER_OUTER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409)
+CHEEKS = (50, 280)
+# (upper lid, lower lid) pairs of both eyes.
+EYELID_PAIRS = ((159, 145), (158, 153), (160, 144), (157, 154), (161, 163), (246, 7),
+                (386, 374), (385, 380), (387, 373), (384, 381), (388, 390), (466, 249))
+# Generic amplitudes in outer-eye distances (about 9 cm on an adult).
+JAW_DROP = 0.26
+SPREAD = 0.06
+ROUND_IN = 0.07
+ROUND_FORWARD = 0.05
+SMILE_UP = 0.05
+SMILE_OUT = 0.04
+
+
+def _head_frame(neutral: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    from avatar.mesh import head_axes
+
+    origin, axes, unit = head_axes(neutral.float())
+    return origin, axes, unit
+
+
+def _spread(points: Tensor, anchors: list[int], moves: Tensor, sigma: float) -> Tensor:
+    """Smoothly interpolate anchor displacements to all points -> [478, 3].
+
+    points: [478, 3]; moves: [A, 3] displacement of each anchor. Shepard weights with a Gaussian kernel
+    and a constant far-field term, so points far from every anchor stay put and anchors with zero moves pin
+    their neighbourhood.
+    """
+    distances = torch.cdist(points, points[anchors])  # [478, A]
+    kernel = torch.exp(-0.5 * (distances / sigma) ** 2)
+    far = float(np.exp(-0.5 * 2.0 ** 2))
+    return (kernel @ moves) / (kernel.sum(1, keepdim=True) + far)
+
+
+def generic_shapes(neutral: Tensor) -> Tensor:
+    """Generic expression shapes on this face -> [G, 478, 3] landmark displacements (metres, head frame).
+
+    neutral: [478, 3] the avatar's neutral landmarks. Each shape at weight 1 is the full movement named in
+    `GENERIC`; weights outside [0, 1] extrapolate linearly (lip_spread is signed: -1 pursed, +1 spread).
+    """
+    if not isinstance(neutral, Tensor) or tuple(neutral.shape) != (478, 3):
+        raise ValueError(f"neutral must be a [478, 3] tensor, got {getattr(neutral, 'shape', type(neutral))}")
+    p = neutral.float()
+    _, axes, unit = _head_frame(p)
+    across, up, forward = axes[:, 0], axes[:, 1], axes[:, 2]
+    u = float(unit)
+    local = (p - p[list(LIP_CORNERS)].mean(0)) @ axes  # [478, 3] coordinates about the mouth (across, up, fwd)
+    shapes = torch.zeros(len(GENERIC), 478, 3)
+
+    # Jaw: everything below the mouth corners drops, fading out sideways towards the jaw hinges; the lower lip
+    # rides along fully and the corners half.
+    below = ((-local[:, 1]) / (0.12 * u)).clamp(0, 1)
+    sideways = (1 - (local[:, 0].abs() / (0.55 * u))).clamp(0, 1)
+    weight = below * sideways
+    weight[list(LOWER_INNER_LIP + LOWER_OUTER_LIP)] = 1.0
+    weight[list(UPPER_INNER_LIP + UPPER_OUTER_LIP)] = 0.0
+    weight[list(LIP_CORNERS)] = 0.45
+    shapes[0] = weight[:, None] * (-up * JAW_DROP * u - forward * 0.25 * JAW_DROP * u)
+
+    sides = torch.sign(local[list(LIP_CORNERS), 0])[:, None]  # +1 on the corner towards `across`
+    corners = list(LIP_CORNERS)
+    shapes[1] = _spread(p, corners + [0, 17], torch.cat([sides * across * SPREAD * u - forward * 0.02 * u,
+                                                         torch.zeros(2, 3)]), 0.1 * u)
+    lips = sorted(set(UPPER_INNER_LIP + LOWER_INNER_LIP + UPPER_OUTER_LIP + LOWER_OUTER_LIP))
+    rounding = torch.cat([-sides * across * ROUND_IN * u + forward * 0.5 * ROUND_FORWARD * u,
+                          forward.expand(len(lips), 3) * ROUND_FORWARD * u])
+    shapes[2] = _spread(p, corners + lips, rounding, 0.06 * u)
+
+    # Lip press: inner lips meet at their mid-line (closes whatever gap the neutral face has).
+    press = torch.zeros(478, 3)
+    for upper, lower in zip(UPPER_INNER_LIP, LOWER_INNER_LIP):
+        gap = (p[upper] - p[lower]) @ up
+        press[upper] = -up * gap / 2
+        press[lower] = up * gap / 2
+    for a, b in zip(UPPER_OUTER_LIP, UPPER_INNER_LIP):
+        press[a] = press[b] * 0.5
+    for a, b in zip(LOWER_OUTER_LIP, LOWER_INNER_LIP):
+        press[a] = press[b] * 0.5
+    shapes[3] = press
+
+    upper_lids = [a for a, _ in EYELID_PAIRS]
+    lower_lids = [b for _, b in EYELID_PAIRS]
+    lid_moves = torch.cat([(p[lower_lids] - p[upper_lids]) * 0.95, torch.zeros(len(lower_lids), 3)])
+    shapes[4] = _spread(p, upper_lids + lower_lids, lid_moves, 0.03 * u)
+
+    smile_moves = torch.cat([sides * across * SMILE_OUT * u + up * SMILE_UP * u,
+                             up.expand(2, 3) * 0.5 * SMILE_UP * u, torch.zeros(2, 3)])
+    shapes[5] = _spread(p, corners + list(CHEEKS) + [0, 17], smile_moves, 0.1 * u)
+    return shapes
+
+
+def generic_viseme_table() -> np.ndarray:
+    """Generic weights of each viseme -> [15, G] (jaw_open, signed spread, rounding, press; no blink/smile)."""
+    table = shape_table()  # [15, 4]: jaw_open, lip_spread, lip_round, lips_closed
+    out = np.zeros((len(VISEMES), len(GENERIC)))
+    out[:, 0] = table[:, 0]
+    out[:, 1] = 2.0 * (table[:, 1] - 0.5)
+    out[:, 2] = table[:, 2]
+    out[:, 3] = table[:, 3]
+    return out
+
+
+@dataclass
+class VisemeShapes:
+    """Per-viseme expression of one avatar.
+
+    coeffs: [15, K] coefficients in the avatar's basis; generic: [15, G] generic-shape weights; learned: [15]
+    True where the row came from the avatar's own video; counts: [15] centre frames seen per viseme.
+    """
+
+    coeffs: np.ndarray  # [15, K]
+    generic: np.ndarray  # [15, G]
+    learned: np.ndarray  # [15] bool
+    counts: np.ndarray  # [15] int
+    source: str = "generic"
+
+    def __post_init__(self) -> None:
+        v = len(VISEMES)
+        self.coeffs = np.asarray(self.coeffs, dtype=np.float64).reshape(v, -1)
+        self.generic = np.asarray(self.generic, dtype=np.float64)
+        self.learned = np.asarray(self.learned, dtype=bool)
+        self.counts = np.asarray(self.counts, dtype=np.int64)
+        if self.generic.shape != (v, len(GENERIC)) or self.learned.shape != (v,) or self.counts.shape != (v,):
+            raise ValueError(f"viseme shapes must be coeffs [{v}, K], generic [{v}, {len(GENERIC)}], learned and "
+                             f"counts [{v}]; got {self.coeffs.shape}, {self.generic.shape}, {self.learned.shape}")
+        if not (np.isfinite(self.coeffs).all() and np.isfinite(self.generic).all()):
+            raise ValueError("viseme shapes contain NaN or infinite values")
+
+    @property
+    def num_coeffs(self) -> int:
+        return int(self.coeffs.shape[1])
+
+    def apply(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Viseme weights [T, 15] -> (coefficients [T, K], generic weights [T, G]), linear in the weights."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim != 2 or weights.shape[1] != len(VISEMES):
+            raise ValueError(f"viseme weights must be [T, {len(VISEMES)}], got {weights.shape}")
+        return weights @ self.coeffs, weights @ self.generic
+
+    def to_dict(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "visemes": list(VISEMES), "generic_names": list(GENERIC),
+                "source": self.source, "coeffs": self.coeffs.round(7).tolist(), "generic": self.generic.tolist(),
+                "learned": self.learned.tolist(), "counts": self.counts.tolist()}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def load(path: str | Path, num_coeffs: int | None = None) -> "VisemeShapes":
+        data = json.loads(Path(path).read_text())
+        if data.get("format_version") != FORMAT_VERSION or data.get("visemes") != list(VISEMES) \
+                or data.get("generic_names") != list(GENERIC):
+            raise ValueError(f"{path}: viseme shapes were written by an incompatible version")
+        shapes = VisemeShapes(np.array(data["coeffs"], dtype=np.float64).reshape(len(VISEMES), -1),
+                              data["generic"], data["learned"], data["counts"], str(data.get("source", "")))
+        if num_coeffs is not None and shapes.num_coeffs != num_coeffs:
+            raise ValueError(f"{path}: viseme shapes have {shapes.num_coeffs} coefficients, the avatar {num_coeffs}")
+        return shapes
+
+
+def generic_viseme_shapes(num_coeffs: int) -> VisemeShapes:
+    """Every viseme from the generic shapes (a photo avatar, or no usable training audio)."""
+    v = len(VISEMES)
+    return VisemeShapes(np.zeros((v, num_coeffs)), generic_viseme_table(), np.zeros(v, bool), np.zeros(v, int))
+
+
+def centre_frames(classes: np.ndarray, fraction: float = 0.5) -> dict[int, list[int]]:
+    """Frames in the middle `fraction` of each run of one class -> {class index: [frame, ...]}."""
+    out: dict[int, list[int]] = {}
+    start = 0
+    for end in range(1, len(classes) + 1):
+        if end == len(classes) or classes[end] != classes[start]:
+            length = end - start
+            keep = max(1, int(round(length * fraction)))
+            first = start + (length - keep) // 2
+            out.setdefault(int(classes[start]), []).extend(range(first, first + keep))
+            start = end
+    return out
+
+
+def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, valid: np.ndarray | None = None,
+                        min_frames: int = 6, gain: float = 1.4) -> VisemeShapes:
+    """Average the avatar's expression at each viseme's centre frames.
+
+    coeffs: [T, K] the training video's expression coefficients; phones: timed phones of its audio (seconds
+    from frame 0); valid: [T] frames allowed (tracked and not held out). Rows are deviations from the mean
+    silence expression scaled by `gain` (averaging over coarticulated frames shrinks the extremes), plus that
+    rest expression. Visemes with fewer than `min_frames` centre frames fall back to the generic shapes.
+    """
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    if coeffs.ndim != 2 or coeffs.shape[0] == 0:
+        raise ValueError(f"coeffs must be [T, K] with T > 0, got {coeffs.shape}")
+    t, k = coeffs.shape
+    valid = np.ones(t, bool) if valid is None else np.asarray(valid, bool)
+    if valid.shape != (t,):
+        raise ValueError(f"valid must be [{t}], got {valid.shape}")
+    classes = frame_viseme_classes(phones, phone_set, fps, t)
+    shapes = generic_viseme_shapes(k)
+    groups = {c: [f for f in frames if valid[f]] for c, frames in centre_frames(classes).items()}
+    sil = VISEME_INDEX[SILENCE]
+    rest = coeffs[groups[sil]].mean(0) if len(groups.get(sil, [])) >= min_frames else np.zeros(k)
+    table = generic_viseme_table()
+    for index in range(len(VISEMES)):
+        frames = groups.get(index, [])
+        shapes.counts[index] = len(frames)
+        if k and len(frames) >= min_frames:
+            shapes.coeffs[index] = rest + gain * (coeffs[frames].mean(0) - rest)
+            shapes.generic[index] = 0.0
+            shapes.learned[index] = True
+        else:
+            shapes.coeffs[index] = rest
+            shapes.generic[index] = table[index]
+    shapes.learned[sil] = len(groups.get(sil, [])) >= min_frames
+    shapes.source = "learned" if shapes.learned.any() else "generic"
+    return shapes
+
+
+def learn_from_audio(coeffs: np.ndarray, fps: float, waveform: np.ndarray, sample_rate: int,
+                     valid: np.ndarray | None = None, text: str | None = None) -> VisemeShapes:
+    """`learn_viseme_shapes` with the phones timed from the training audio by `audio.align.time_speech`."""
+    from audio.align import time_speech
+
+    speech = time_speech(np.asarray(waveform, np.float32), text, sample_rate=sample_rate)
+    return learn_viseme_shapes(coeffs, fps, speech.phones, speech.phone_set, valid)
+
+
+def shapes_for_avatar(avatar, folder: str | Path | None = None) -> VisemeShapes:
+    """The avatar's saved `viseme_shapes.json` when present and compatible, else generic shapes."""
+    if folder is not None:
+        path = Path(folder) / SHAPES_FILE
+        if path.is_file():
+            try:
+                return VisemeShapes.load(path, avatar.num_expressions)
+            except (ValueError, KeyError, json.JSONDecodeError):
+                pass  # an outdated file: generic shapes still give a talking mouth
+    return generic_viseme_shapes(avatar.num_expressions)
+
+
+def extended_basis(avatar_basis: Tensor, neutral: Tensor) -> Tensor:
+    """[avatar basis; generic shapes] -> [K + G, 478, 3]."""
+    if avatar_basis.ndim != 3 or tuple(avatar_basis.shape[1:]) != (478, 3):
+        raise ValueError(f"avatar basis must be [K, 478, 3], got {tuple(avatar_basis.shape)}")
+    return torch.cat([avatar_basis.float(), generic_shapes(neutral)])

@@ -1,0 +1,183 @@
+"""Motion + Avatar -> frames (in batches, with progress) over a background -> MP4.
+
+Backgrounds (`BackgroundSpec.kind`):
+  "plate"  the avatar's own background plate (from its training video),
+  "blur"   that plate blurred (a shallow depth-of-field look),
+  "color"  a flat colour (`color` "#rrggbb"),
+  "image"  an uploaded picture (`image` path), centre-cropped to fill the frame.
+The rasterizer composites the Gaussians over the background with its own coverage (alpha), so the avatar's
+rendered silhouette is the matte: no per-frame segmentation is needed at generation time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ProgressCallback = Callable[[str, float, dict], None]
+BACKGROUND_KINDS = ("plate", "blur", "color", "image")
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BackgroundSpec:
+    kind: str = "plate"
+    color: str = "#30343c"
+    image: str | None = None
+    blur_sigma: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKGROUND_KINDS:
+            raise ValueError(f"unknown background {self.kind!r}; choose one of {', '.join(BACKGROUND_KINDS)}")
+        if self.kind == "color":
+            parse_color(self.color)
+        if self.kind == "image" and not self.image:
+            raise ValueError("background 'image' needs an image file")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """size: output width = height in pixels (even; None = the avatar's resolution); batch: frames whose
+    vertices are posed together; backend: rasterizer backend."""
+
+    size: int | None = None
+    batch: int = 16
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.size is not None and (self.size % 2 or not 32 <= self.size <= 2048):
+            raise ValueError(f"video size must be an even number of pixels in [32, 2048], got {self.size}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+
+
+def parse_color(text: str) -> tuple[float, float, float]:
+    """'#rrggbb' (or 'rrggbb') -> RGB in 0..1."""
+    value = str(text).strip().lstrip("#")
+    if len(value) != 6 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise ValueError(f"colour {text!r} is not of the form #rrggbb")
+    return tuple(int(value[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    interpolation = cv2.INTER_AREA if image.shape[1] > width else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def load_background_image(path: str | Path, width: int, height: int) -> np.ndarray:
+    """Read an uploaded picture -> uint8 [H, W, 3] RGB filling the frame (centre crop), with clear errors."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"background image not found: {path}")
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        raise ValueError(f"background image is {path.stat().st_size / 1e6:.1f} MB; the limit is "
+                         f"{MAX_IMAGE_BYTES / 1e6:.0f} MB")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path.name} is not an image this build can read (use PNG, JPEG or WebP)")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h)
+    cw, ch = int(round(width / scale)), int(round(height / scale))
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    return _resize(image[y0:y0 + ch, x0:x0 + cw], width, height)
+
+
+def background_image(spec: BackgroundSpec, plate: np.ndarray, width: int, height: int) -> Tensor:
+    """The background as float [H, W, 3] in 0..1. plate: uint8 [h, w, 3] the avatar's plate."""
+    import cv2
+
+    if spec.kind == "color":
+        return torch.tensor(parse_color(spec.color), dtype=torch.float32).expand(height, width, 3).contiguous()
+    if spec.kind == "image":
+        image = load_background_image(spec.image, width, height)
+    else:
+        image = _resize(np.asarray(plate), width, height)
+        if spec.kind == "blur":
+            image = cv2.GaussianBlur(image, (0, 0), spec.blur_sigma * width / 512.0)
+    return torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0
+
+
+def output_camera(avatar, options: RenderOptions):
+    """The avatar's camera scaled to the output width (`options.size`), with an even height."""
+    width = options.size or avatar.camera.width + avatar.camera.width % 2
+    height = int(round(width * avatar.camera.height / avatar.camera.width))
+    return avatar.camera.scaled(width, height + height % 2)
+
+
+def render_frames(avatar, motion, background: BackgroundSpec | None = None, options: RenderOptions | None = None,
+                  progress: ProgressCallback | None = None):
+    """Yield uint8 frames [B, H, W, 3] for the whole motion, batch by batch."""
+    background = background or BackgroundSpec()
+    options = options or RenderOptions()
+    camera_spec = output_camera(avatar, options)
+    camera = camera_spec.to_camera()
+    bg = background_image(background, avatar.background.numpy(), camera_spec.width, camera_spec.height)
+    total = motion.num_frames
+    done = 0
+    with torch.no_grad():
+        for start in range(0, total, options.batch):
+            stop = min(total, start + options.batch)
+            vertices = motion.vertices(avatar, start, stop)
+            batch = np.empty((stop - start, camera_spec.height, camera_spec.width, 3), np.uint8)
+            for i in range(stop - start):
+                color = avatar.render(vertices[i], bg, camera=camera, backend=options.backend).color
+                batch[i] = (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+            done = stop
+            if progress is not None:
+                progress("frames", done / total, {"frame": done, "frames": total})
+            yield batch
+
+
+@dataclass
+class VideoResult:
+    path: Path
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    seconds: dict  # wall seconds per stage
+
+
+def motion_to_video(avatar, motion, waveform: np.ndarray, sample_rate: int, out_path: str | Path,
+                    background: BackgroundSpec | None = None, options: RenderOptions | None = None,
+                    progress: ProgressCallback | None = None) -> VideoResult:
+    """Render `motion` on `avatar` and write an H.264 + AAC MP4 with `waveform` as its sound.
+
+    The frame count is the motion's (round(audio seconds x fps)); encoding runs in ffmpeg concurrently with
+    rendering, so "encoding" is only the time to finish and mux after the last frame.
+    """
+    from render.video import VideoWriter
+
+    options = options or RenderOptions()
+    spec = output_camera(avatar, options)
+    size, height = spec.width, spec.height
+    timings = {"frames": 0.0, "encoding": 0.0}
+    writer = VideoWriter(out_path, size, height, motion.fps, waveform, sample_rate, expected_frames=motion.num_frames)
+    try:
+        start = time.perf_counter()
+        for batch in render_frames(avatar, motion, background, options, progress):
+            writer.write(batch)
+        timings["frames"] = time.perf_counter() - start
+        if progress is not None:
+            progress("encoding", 0.0, {})
+        start = time.perf_counter()
+        path = writer.close()
+        timings["encoding"] = time.perf_counter() - start
+        if progress is not None:
+            progress("encoding", 1.0, {})
+    except BaseException:
+        writer.abort()
+        raise
+    return VideoResult(path, motion.num_frames, motion.fps, size, height, timings)
