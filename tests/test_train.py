@@ -133,3 +133,38 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     words = finished.stdout.split()
     assert int(words[words.index("RESUMED_FROM") + 1]) == reached
     assert int(words[words.index("ITERATIONS") + 1]) == target
+
+
+@pytest.fixture(scope="module")
+def real_clip(shared_data):
+    """The first 3 s of a real talking-head clip, tracked and rigged (about 5-10 s here)."""
+    from avatar.preprocess import PreprocessConfig, preprocess_video
+
+    return preprocess_video(shared_data / "video" / "obama_weekly_address_20s.mp4",
+                            PreprocessConfig(max_seconds=3.0), show_bar=False)
+
+
+def test_a_short_real_run_lowers_the_loss_and_saves_a_loadable_avatar(real_clip, tmp_path):
+    from avatar.build import build_avatar_from_clip, prepare_clip
+    from avatar.model import Avatar
+    from avatar.train import initial_gaussians_for
+
+    config = preset("tiny", resolution=64, iterations=40, densify_every=15, densify_from=15, holdout_seconds=0.5)
+    prepared = prepare_clip(real_clip, config)
+    assert prepared.data.holdout_indices and set(prepared.data.holdout_indices).isdisjoint(prepared.data.train_indices)
+    start = fixed_background_loss(prepared.data, *initial_gaussians_for(prepared.data, config))
+    seen = []
+    avatar, prepared = build_avatar_from_clip(real_clip, "obama", config, tmp_path / "obama", tmp_path / "ckpt",
+                                              progress=lambda stage, fraction, info: seen.append(stage))
+    params = {k: v for k, v in avatar.gaussians.items() if k != "parent"}
+    end = fixed_background_loss(prepared.data, params, avatar.gaussians["parent"])
+    assert end < start, (start, end)
+    assert {"training", "evaluating"} <= set(seen)
+    loaded = Avatar.load(tmp_path / "obama")
+    assert loaded.num_gaussians == avatar.num_gaussians and 0 < loaded.metrics["psnr"] < 60
+    assert loaded.metrics["held_out_frames"] == len(prepared.data.holdout_indices)
+    assert (tmp_path / "obama" / "preview.png").stat().st_size > 0 and (tmp_path / "obama" / "curves.png").is_file()
+    assert not (tmp_path / "ckpt").exists()  # the spent checkpoint is removed once the avatar is saved
+    vertices = loaded.camera_vertices(loaded.rotations[:1], loaded.translations[:1], loaded.expression_coeffs[:1])
+    image = loaded.render(vertices[0], loaded.background.float() / 255).color
+    assert image.shape == (64, 64, 3)
