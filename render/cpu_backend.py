@@ -38,12 +38,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from render.camera import Camera  # noqa: E402
+from render.cpu_projection import SCREEN_COLUMNS, depth_order, fov_limits, project_backward, project_forward  # noqa: E402
+
 TILE = 16
 TILE_PIXELS = TILE * TILE
 ALPHA_MIN = np.float32(1.0 / 255.0)
 ALPHA_MAX = np.float32(0.99)
 T_STOP = np.float32(1e-4)
 GRAD_COLUMNS = 10  # u, v, conic a, b, c, opacity, r, g, b, depth
+TILE_CHUNK = 4  # tiles per scheduling chunk of the raster loops
+PARAM_COLUMNS = 12  # the same + the rows y_min, y_max its ellipse can reach
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -87,61 +92,113 @@ def _exp_neg(x):
     return p * s
 
 
-@nb.njit(cache=True)
-def _bin_tiles(means2d, conics, depths, opacities, colors, order, width, height):
-    """Counting-sort the depth-ordered Gaussians `order` into tiles.
+@nb.njit(inline="always", error_model="numpy")
+def _ellipse_meets_rect(a, b, c, level, xl, xh, yl, yh):
+    """Whether d^T [[a, b], [b, c]] d <= level for some d in [xl, xh] x [yl, yh] (offsets from the
+    mean): the minimum of a convex quadratic over a rectangle is inside it or on one of its edges."""
+    if xl <= 0.0 <= xh and yl <= 0.0 <= yh:
+        return True
+    best = math.inf
+    for dx in (xl, xh):
+        dy = min(max(-b * dx / c, yl), yh)
+        best = min(best, a * dx * dx + 2.0 * b * dx * dy + c * dy * dy)
+    for dy in (yl, yh):
+        dx = min(max(-b * dy / a, xl), xh)
+        best = min(best, a * dx * dx + 2.0 * b * dx * dy + c * dy * dy)
+    return best <= level
 
-    Returns params [M, 10] (u, v, a, b, c, opacity, r, g, b, z in list order), tile_offsets
-    [tiles + 1] and tile_items [n_isect] (rows of params, each tile's slice in depth order).
+
+@nb.njit(inline="always")
+def _tile_span(u, v, a, b, c, op, tiles_x, tiles_y):
+    """Bounding tile range (x0, x1, y0, y1) and ellipse level of one Gaussian; empty when it cannot
+    reach alpha 1/255 anywhere."""
+    det = a * c - b * b
+    if not (op >= ALPHA_MIN and det > 0.0 and a > 0.0):
+        return 0, 0, 0, 0, 0.0
+    level = 2.0 * math.log(op / ALPHA_MIN)  # d^T conic d bound where alpha >= 1/255
+    half_w = math.sqrt(level * c / det) + 1.0
+    half_h = math.sqrt(level * a / det) + 1.0
+    x0 = int(min(max(math.floor((u - half_w) / TILE), 0.0), float(tiles_x)))
+    x1 = int(min(max(math.floor((u + half_w) / TILE) + 1.0, 0.0), float(tiles_x)))
+    y0 = int(min(max(math.floor((v - half_h) / TILE), 0.0), float(tiles_y)))
+    y1 = int(min(max(math.floor((v + half_h) / TILE) + 1.0, 0.0), float(tiles_y)))
+    return x0, x1, y0, y1, level
+
+
+@nb.njit(inline="always")
+def _tile_hit(u, v, a, b, c, level, tx, ty):
+    # Pixel centres of the tile, widened by one pixel of slack for float32 rounding in the raster loop.
+    xl = tx * TILE + 0.5 - 1.0 - u
+    yl = ty * TILE + 0.5 - 1.0 - v
+    return _ellipse_meets_rect(a, b, c, level, xl, xl + TILE + 1.0, yl, yl + TILE + 1.0)
+
+
+@nb.njit(cache=True, parallel=True, error_model="numpy")
+def _bin_tiles(screen, opacities, colors, order, width, height):
+    """Bin the depth-ordered Gaussians `order` into the tiles their alpha >= 1/255 ellipse meets.
+
+    Returns params [M, 12] (u, v, a, b, c, opacity, r, g, b, z, y_min, y_max in list order), tile_offsets
+    [tiles + 1], tile_items [n_isect] (rows of params, each tile's slice in depth order), and per
+    Gaussian its intersections' positions in tile_items (pair_offsets [M + 1], pair_slots [n_isect]).
     """
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
     m = order.shape[0]
-    params = np.empty((m, GRAD_COLUMNS), np.float32)
-    rects = np.zeros((m, 4), np.int64)
-    counts = np.zeros(tiles_x * tiles_y + 1, np.int64)
-    for i in range(m):
+    params = np.empty((m, PARAM_COLUMNS), np.float32)
+    per_gaussian = np.zeros(m + 1, np.int64)
+    for i in nb.prange(m):
         g = order[i]
-        u, v = means2d[g, 0], means2d[g, 1]
-        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-        op = opacities[g]
-        params[i, 0] = u
-        params[i, 1] = v
-        params[i, 2] = a
-        params[i, 3] = b
-        params[i, 4] = c
-        params[i, 5] = op
-        params[i, 6] = colors[g, 0]
-        params[i, 7] = colors[g, 1]
-        params[i, 8] = colors[g, 2]
-        params[i, 9] = depths[g]
-        det = float(a) * float(c) - float(b) * float(b)
-        if not (op >= ALPHA_MIN and det > 0.0 and a > 0.0):
-            continue
-        level = 2.0 * math.log(float(op) / float(ALPHA_MIN))  # d^T conic d bound where alpha >= 1/255
-        half_w = math.sqrt(level * float(c) / det) + 1.0
-        half_h = math.sqrt(level * float(a) / det) + 1.0
-        x0 = min(max(math.floor((u - half_w) / TILE), 0.0), float(tiles_x))
-        x1 = min(max(math.floor((u + half_w) / TILE) + 1.0, 0.0), float(tiles_x))
-        y0 = min(max(math.floor((v - half_h) / TILE), 0.0), float(tiles_y))
-        y1 = min(max(math.floor((v + half_h) / TILE) + 1.0, 0.0), float(tiles_y))
-        rects[i, 0], rects[i, 1], rects[i, 2], rects[i, 3] = int(x0), int(x1), int(y0), int(y1)
-        for ty in range(int(y0), int(y1)):
-            for tx in range(int(x0), int(x1)):
-                counts[ty * tiles_x + tx + 1] += 1
+        u, v = float(screen[g, 0]), float(screen[g, 1])
+        a, b, c = float(screen[g, 2]), float(screen[g, 3]), float(screen[g, 4])
+        op = float(opacities[g])
+        x0, x1, y0, y1, level = _tile_span(u, v, a, b, c, op, tiles_x, tiles_y)
+        half_h = math.sqrt(level * a / max(a * c - b * b, 1e-30)) + 1.0
+        params[i, 0], params[i, 1], params[i, 2], params[i, 3], params[i, 4], params[i, 5] = u, v, a, b, c, op
+        params[i, 6], params[i, 7], params[i, 8] = colors[g, 0], colors[g, 1], colors[g, 2]
+        params[i, 9], params[i, 10], params[i, 11] = screen[g, 5], v - half_h, v + half_h
+        n_hit = 0
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                n_hit += _tile_hit(u, v, a, b, c, level, tx, ty)
+        per_gaussian[i + 1] = n_hit
+    pair_offsets = np.cumsum(per_gaussian)
+    pair_tiles = np.empty(pair_offsets[-1], np.int32)
+    for i in nb.prange(m):
+        u, v = float(params[i, 0]), float(params[i, 1])
+        a, b, c, op = float(params[i, 2]), float(params[i, 3]), float(params[i, 4]), float(params[i, 5])
+        x0, x1, y0, y1, level = _tile_span(u, v, a, b, c, op, tiles_x, tiles_y)
+        k = pair_offsets[i]
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                if _tile_hit(u, v, a, b, c, level, tx, ty):
+                    pair_tiles[k] = ty * tiles_x + tx
+                    k += 1
+    counts = np.zeros(tiles_x * tiles_y + 1, np.int64)
+    for k in range(pair_tiles.shape[0]):
+        counts[pair_tiles[k] + 1] += 1
     offsets = np.cumsum(counts)
     cursor = offsets[:-1].copy()
-    items = np.empty(offsets[-1], np.int32)
-    for i in range(m):
-        for ty in range(rects[i, 2], rects[i, 3]):
-            for tx in range(rects[i, 0], rects[i, 1]):
-                t = ty * tiles_x + tx
-                items[cursor[t]] = i
-                cursor[t] += 1
-    return params, offsets, items
+    items = np.empty(pair_tiles.shape[0], np.int32)
+    pair_slots = np.empty(pair_tiles.shape[0], np.int64)
+    for i in range(m):  # serial, in depth order: each tile's slice comes out depth-sorted
+        for k in range(pair_offsets[i], pair_offsets[i + 1]):
+            t = pair_tiles[k]
+            items[cursor[t]] = i
+            pair_slots[k] = cursor[t]
+            cursor[t] += 1
+    return params, offsets, items, pair_offsets, pair_slots
 
 
-@nb.njit(cache=True, fastmath=True, parallel=True)
+@nb.njit(inline="always")
+def _row_range(params, i, tile_y):
+    """Rows [lo, hi) of the tile that Gaussian i can reach (its ellipse's y extent, with slack)."""
+    base = tile_y * TILE
+    lo = int(math.floor(params[i, 10])) - 1 - base
+    hi = int(math.floor(params[i, 11])) + 2 - base
+    return max(lo, 0), min(hi, TILE)
+
+
+@nb.njit(cache=True, fastmath=True, parallel=True, error_model="numpy")
 def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, out_depth, out_T, out_count):
     """Front-to-back compositing per tile; fills the [H, W(, 3)] outputs and out_T / out_count."""
     tiles_x = (width + TILE - 1) // TILE
@@ -173,30 +230,45 @@ def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, 
             if n_done == TILE_PIXELS:
                 break
             i = items[start + k]
+            row_lo, row_hi = _row_range(params, i, tile_y)
             u, v = params[i, 0], params[i, 1]
             ca, cb, cc, op = params[i, 2], params[i, 3], params[i, 4], params[i, 5]
             cr, cg, cbl, cz = params[i, 6], params[i, 7], params[i, 8], params[i, 9]
             k_next = np.int32(k + 1)
-            n_done = 0
-            for p in range(TILE_PIXELS):
-                dx = px[p] - u
-                dy = py[p] - v
+            stopped = 0
+            lo = row_lo * TILE
+            hi = max(row_hi * TILE, lo)
+            # Slices starting at the first reachable row: a loop from 0 over them vectorises (LLVM
+            # gives up on this loop when it starts at a variable offset into the whole-tile arrays).
+            px_rows = px[lo:hi]
+            py_rows = py[lo:hi]
+            trans_rows = trans[lo:hi]
+            acc_r_rows = acc_r[lo:hi]
+            acc_g_rows = acc_g[lo:hi]
+            acc_b_rows = acc_b[lo:hi]
+            acc_z_rows = acc_z[lo:hi]
+            count_rows = count[lo:hi]
+            active_rows = active[lo:hi]
+            for p in range(hi - lo):
+                dx = px_rows[p] - u
+                dy = py_rows[p] - v
                 power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
                 alpha = min(ALPHA_MAX, op * _exp_neg(max(power, _POWER_FLOOR)))
-                t_old = trans[p]
+                t_old = trans_rows[p]
                 t_new = t_old * (_F1 - alpha)
-                ok = (alpha >= ALPHA_MIN) & (active[p] != 0)
+                ok = (alpha >= ALPHA_MIN) & (active_rows[p] != 0)
                 stop = ok & (t_new <= T_STOP)
                 take = ok & (t_new > T_STOP)
                 w = alpha * t_old if take else _F0
-                acc_r[p] += w * cr
-                acc_g[p] += w * cg
-                acc_b[p] += w * cbl
-                acc_z[p] += w * cz
-                trans[p] = t_new if take else t_old
-                count[p] = k_next if take else count[p]
-                active[p] = 0 if stop else active[p]
-                n_done += 1 - active[p]
+                acc_r_rows[p] += w * cr
+                acc_g_rows[p] += w * cg
+                acc_b_rows[p] += w * cbl
+                acc_z_rows[p] += w * cz
+                trans_rows[p] = t_new if take else t_old
+                count_rows[p] = k_next if take else count_rows[p]
+                active_rows[p] = 0 if stop else active_rows[p]
+                stopped += 1 if stop else 0
+            n_done += stopped
         for p in range(TILE_PIXELS):
             x = tile_x * TILE + p % TILE
             y = tile_y * TILE + p // TILE
@@ -210,7 +282,7 @@ def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, 
                 out_count[y, x] = count[p]
 
 
-@nb.njit(cache=True, fastmath=True, parallel=True)
+@nb.njit(cache=True, fastmath=True, parallel=True, error_model="numpy")
 def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad_color, grad_alpha, grad_depth):
     """Back-to-front gradient walk per tile; returns one gradient row [n_isect, 10] per intersection."""
     tiles_x = (width + TILE - 1) // TILE
@@ -252,54 +324,72 @@ def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad
         start = offsets[t]
         for k in range(max_last - 1, -1, -1):
             i = items[start + k]
+            row_lo, row_hi = _row_range(params, i, tile_y)
             u, v = params[i, 0], params[i, 1]
             ca, cb, cc, op = params[i, 2], params[i, 3], params[i, 4], params[i, 5]
             cr, cg, cbl, cz = params[i, 6], params[i, 7], params[i, 8], params[i, 9]
             k32 = np.int32(k)
             s_u = s_v = s_a = s_b = s_c = s_op = s_r = s_g = s_bl = s_z = _F0
-            for p in range(TILE_PIXELS):
-                dx = px[p] - u
-                dy = py[p] - v
+            lo = row_lo * TILE
+            hi = max(row_hi * TILE, lo)
+            # Slices starting at the first reachable row: a loop from 0 over them vectorises (LLVM
+            # gives up on this loop when it starts at a variable offset into the whole-tile arrays).
+            px_rows = px[lo:hi]
+            py_rows = py[lo:hi]
+            trans_rows = trans[lo:hi]
+            t_final_rows = t_final[lo:hi]
+            last_rows = last[lo:hi]
+            g_r_rows = g_r[lo:hi]
+            g_g_rows = g_g[lo:hi]
+            g_b_rows = g_b[lo:hi]
+            g_a_rows = g_a[lo:hi]
+            g_z_rows = g_z[lo:hi]
+            behind_r_rows = behind_r[lo:hi]
+            behind_g_rows = behind_g[lo:hi]
+            behind_b_rows = behind_b[lo:hi]
+            behind_z_rows = behind_z[lo:hi]
+            for p in range(hi - lo):
+                dx = px_rows[p] - u
+                dy = py_rows[p] - v
                 power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
                 gauss = _exp_neg(max(power, _POWER_FLOOR))
                 raw = op * gauss
                 alpha = min(ALPHA_MAX, raw)
-                ok = (alpha >= ALPHA_MIN) & (k32 < last[p])
-                one_minus = _F1 - alpha
-                t_k = trans[p] / one_minus
+                ok = (alpha >= ALPHA_MIN) & (k32 < last_rows[p])
+                inv = _F1 / (_F1 - alpha)
+                t_k = trans_rows[p] * inv
                 w = alpha * t_k
                 d_alpha = (
-                    g_r[p] * (cr * t_k - behind_r[p] / one_minus)
-                    + g_g[p] * (cg * t_k - behind_g[p] / one_minus)
-                    + g_b[p] * (cbl * t_k - behind_b[p] / one_minus)
-                    + g_z[p] * (cz * t_k - behind_z[p] / one_minus)
-                    + g_a[p] * t_final[p] / one_minus
-                )
+                    g_r_rows[p] * cr + g_g_rows[p] * cg + g_b_rows[p] * cbl + g_z_rows[p] * cz
+                ) * t_k - (
+                    g_r_rows[p] * behind_r_rows[p] + g_g_rows[p] * behind_g_rows[p] + g_b_rows[p] * behind_b_rows[p] + g_z_rows[p] * behind_z_rows[p]
+                    - g_a_rows[p] * t_final_rows[p]
+                ) * inv
                 live = ok & (raw <= ALPHA_MAX)  # the 0.99 clamp has zero gradient
                 d_alpha = d_alpha if live else _F0
                 d_power = d_alpha * alpha
                 w_ok = w if ok else _F0
-                s_r += w_ok * g_r[p]
-                s_g += w_ok * g_g[p]
-                s_bl += w_ok * g_b[p]
-                s_z += w_ok * g_z[p]
+                s_r += w_ok * g_r_rows[p]
+                s_g += w_ok * g_g_rows[p]
+                s_bl += w_ok * g_b_rows[p]
+                s_z += w_ok * g_z_rows[p]
                 s_op += d_alpha * gauss
                 s_u += d_power * (ca * dx + cb * dy)
                 s_v += d_power * (cb * dx + cc * dy)
-                s_a += d_power * (-_HALF * dx * dx)
-                s_b += d_power * (-dx * dy)
-                s_c += d_power * (-_HALF * dy * dy)
-                behind_r[p] += w_ok * cr
-                behind_g[p] += w_ok * cg
-                behind_b[p] += w_ok * cbl
-                behind_z[p] += w_ok * cz
-                trans[p] = t_k if ok else trans[p]
+                s_a += d_power * dx * dx
+                s_b += d_power * dx * dy
+                s_c += d_power * dy * dy
+                behind_r_rows[p] += w_ok * cr
+                behind_g_rows[p] += w_ok * cg
+                behind_b_rows[p] += w_ok * cbl
+                behind_z_rows[p] += w_ok * cz
+                trans_rows[p] = t_k if ok else trans_rows[p]
             row = start + k
             rows[row, 0] = s_u
             rows[row, 1] = s_v
-            rows[row, 2] = s_a
-            rows[row, 3] = s_b
-            rows[row, 4] = s_c
+            rows[row, 2] = -_HALF * s_a
+            rows[row, 3] = -s_b
+            rows[row, 4] = -_HALF * s_c
             rows[row, 5] = s_op
             rows[row, 6] = s_r
             rows[row, 7] = s_g
@@ -308,62 +398,101 @@ def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad
     return rows
 
 
-@nb.njit(cache=True)
-def _reduce_rows(rows, items, order, n_gaussians):
-    """Sum intersection rows per Gaussian (serial, fixed order: deterministic); [N, 10] in input order."""
-    grads = np.zeros((n_gaussians, GRAD_COLUMNS), np.float32)
-    for r in range(items.shape[0]):
-        g = order[items[r]]
+@nb.njit(cache=True, parallel=True)
+def _reduce_rows(rows, pair_offsets, pair_slots, order, n_gaussians):
+    """Sum each Gaussian's intersection rows (fixed order per Gaussian: deterministic); scatter to
+    input order as screen gradients [N, 6] (u, v, a, b, c, z), opacity [N] and colour [N, 3] grads."""
+    grad_screen = np.zeros((n_gaussians, 6), np.float32)
+    grad_opacity = np.zeros(n_gaussians, np.float32)
+    grad_colors = np.zeros((n_gaussians, 3), np.float32)
+    for i in nb.prange(order.shape[0]):
+        g = order[i]
         for j in range(GRAD_COLUMNS):
-            grads[g, j] += rows[r, j]
-    return grads
+            total = np.float32(0.0)
+            for k in range(pair_offsets[i], pair_offsets[i + 1]):
+                total += rows[pair_slots[k], j]
+            if j < 5:
+                grad_screen[g, j] = total
+            elif j == 5:
+                grad_opacity[g] = total
+            elif j < 9:
+                grad_colors[g, j - 6] = total
+            else:
+                grad_screen[g, 5] = total
+    return grad_screen, grad_opacity, grad_colors
 
 
 def _numpy(tensor: Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
 
 
+def _camera_arrays(camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    view = camera.world_to_camera.detach().cpu().double().numpy()
+    intrinsics = np.array([camera.fx, camera.fy, camera.cx, camera.cy], np.float64)
+    limits = fov_limits(camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy)
+    return np.ascontiguousarray(view), intrinsics, limits
+
+
+def _dynamic(chunk: int):
+    """Dynamic scheduling of the next prange loops in chunks of `chunk` iterations: on a machine shared
+    with other busy processes a descheduled thread no longer holds back a fixed half of the work."""
+    return nb.parallel_chunksize(chunk)
+
+
 class RasterizeCPU(torch.autograd.Function):
-    """(means2d [N,2], conics [N,3], depths [N], opacities [N], colors [N,3]) -> premultiplied
-    (color [H,W,3], alpha [H,W], depth [H,W]); `in_front` [N] bool and the size are not differentiable."""
+    """(means, quats, log_scales, opacity_logits, colors) -> premultiplied (color [H,W,3], alpha [H,W],
+    depth [H,W]) through `camera` (not differentiable)."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, depths, opacities, colors, in_front, width, height):  # noqa: D102
-        depth_np = _numpy(depths)
-        visible = np.flatnonzero(in_front.detach().cpu().numpy())
-        order = visible[np.argsort(depth_np[visible], kind="stable")].astype(np.int64)
-        params, offsets, items = _bin_tiles(
-            _numpy(means2d), _numpy(conics), depth_np, _numpy(opacities), _numpy(colors), order, width, height
-        )
+    def forward(ctx, means, quats, log_scales, opacity_logits, colors, camera):  # noqa: D102
+        width, height = camera.width, camera.height
+        view, intrinsics, limits = _camera_arrays(camera)
+        arrays = [_numpy(t) for t in (means, quats, log_scales, colors)]
+        opacities = _numpy(torch.sigmoid(opacity_logits.detach()))
+        n = arrays[0].shape[0]
+        screen = np.empty((n, SCREEN_COLUMNS), np.float32)
+        in_front = np.empty(n, np.uint8)
+        project_forward(arrays[0], arrays[1], arrays[2], view, intrinsics, limits, screen, in_front)
+        order = depth_order(screen[:, 5], in_front)
+        params, offsets, items, pair_offsets, pair_slots = _bin_tiles(screen, opacities, arrays[3], order,
+                                                                      width, height)
         color = np.zeros((height, width, 3), np.float32)
         alpha = np.zeros((height, width), np.float32)
         depth = np.zeros((height, width), np.float32)
         final_T = np.ones((height, width), np.float32)
         counts = np.zeros((height, width), np.int32)
-        _forward_tiles(params, offsets, items, width, height, color, alpha, depth, final_T, counts)
-        ctx.saved = (params, offsets, items, order, final_T, counts, width, height, means2d.shape[0])
+        with _dynamic(TILE_CHUNK):
+            _forward_tiles(params, offsets, items, width, height, color, alpha, depth, final_T, counts)
+        ctx.saved = (arrays, opacities, view, intrinsics, limits, in_front, params, offsets, items,
+                     pair_offsets, pair_slots, order, final_T, counts, width, height)
         return torch.from_numpy(color), torch.from_numpy(alpha), torch.from_numpy(depth)
 
     @staticmethod
     def backward(ctx, grad_color, grad_alpha, grad_depth):  # noqa: D102
-        params, offsets, items, order, final_T, counts, width, height, n = ctx.saved
-        rows = _backward_tiles(
-            params, offsets, items, width, height, final_T, counts,
-            _numpy(grad_color), _numpy(grad_alpha), _numpy(grad_depth),
-        )
-        grads = torch.from_numpy(_reduce_rows(rows, items, order, n))
-        return grads[:, 0:2], grads[:, 2:5], grads[:, 9], grads[:, 5], grads[:, 6:9], None, None, None
+        (arrays, opacities, view, intrinsics, limits, in_front, params, offsets, items,
+         pair_offsets, pair_slots, order, final_T, counts, width, height) = ctx.saved
+        with _dynamic(TILE_CHUNK):
+            rows = _backward_tiles(params, offsets, items, width, height, final_T, counts,
+                                   _numpy(grad_color), _numpy(grad_alpha), _numpy(grad_depth))
+        n = arrays[0].shape[0]
+        grad_screen, grad_opacity, grad_colors = _reduce_rows(rows, pair_offsets, pair_slots, order, n)
+        grad_means = np.empty((n, 3), np.float32)
+        grad_quats = np.empty((n, 4), np.float32)
+        grad_log_scales = np.empty((n, 3), np.float32)
+        project_backward(arrays[0], arrays[1], arrays[2], view, intrinsics, limits, in_front, grad_screen,
+                         grad_means, grad_quats, grad_log_scales)
+        grad_logits = grad_opacity * opacities * (1.0 - opacities)
+        return (torch.from_numpy(grad_means), torch.from_numpy(grad_quats), torch.from_numpy(grad_log_scales),
+                torch.from_numpy(grad_logits), torch.from_numpy(grad_colors), None)
 
 
 def rasterize_cpu(
-    means2d: Tensor,  # [N, 2]
-    conics: Tensor,  # [N, 3]
-    depths: Tensor,  # [N]
-    opacities: Tensor,  # [N]
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    log_scales: Tensor,  # [N, 3]
+    opacity_logits: Tensor,  # [N]
     colors: Tensor,  # [N, 3]
-    in_front: Tensor,  # [N] bool
-    width: int,
-    height: int,
+    camera: Camera,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Premultiplied colour [H, W, 3], alpha [H, W] and depth sum_i w_i z_i [H, W] (float32, CPU)."""
-    return RasterizeCPU.apply(means2d, conics, depths, opacities, colors, in_front, int(width), int(height))
+    return RasterizeCPU.apply(means, quats, log_scales, opacity_logits, colors, camera)

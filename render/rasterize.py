@@ -133,15 +133,10 @@ def render_gaussians(
 
 def _render_cpu(means, quats, log_scales, opacity_logits, colors, camera, background) -> RenderOutput:
     from render.cpu_backend import rasterize_cpu
-    from render.projection import project_gaussians
 
     device = means.device
-    inputs = [t.cpu() for t in (means, quats, log_scales, opacity_logits, colors, background)]
-    means, quats, log_scales, opacity_logits, colors, background = inputs
-    screen = project_gaussians(means, quats, log_scales, camera)
-    color, alpha, depth = rasterize_cpu(
-        screen.means2d, screen.conics, screen.depths, torch.sigmoid(opacity_logits), colors,
-        screen.in_front, camera.width, camera.height,
-    )
+    means, quats, log_scales, opacity_logits, colors, background = (
+        t.cpu() for t in (means, quats, log_scales, opacity_logits, colors, background))
+    color, alpha, depth = rasterize_cpu(means, quats, log_scales, opacity_logits, colors, camera)
     color = color + (1.0 - alpha)[..., None] * background
     return RenderOutput(color=color.to(device), alpha=alpha.to(device), depth=depth.to(device))
