@@ -6,6 +6,8 @@ forward = render without autograd (display path); forward_backward = render with
 a loss on colour, alpha and depth (training path). Times are medians (and bests) after warm-up.
 compile_s = numba's one-time cold compile, measured in a subprocess with an empty NUMBA_CACHE_DIR;
 cached_load_s = the same subprocess once the cache is filled (the cost of every later start).
+Sets OMP_WAIT_POLICY=PASSIVE unless set (see below); the machine's other load is not controlled, so run it
+on a quiet machine or read the best-of times.
 """
 from __future__ import annotations
 
@@ -16,10 +18,14 @@ import sys
 import tempfile
 import time
 
-import torch
+# Idle OpenMP threads (torch's and numba's share one libgomp) spin by default, which on a shared machine
+# steals the time slices of the threads doing the work; the env var is read once, before torch loads it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from bench.common import emit, format_table, json_flag_parser, peak_rss_mb, time_ms
-from render import Camera, render_gaussians
+import torch  # noqa: E402
+
+from bench.common import emit  # noqa: E402, format_table, json_flag_parser, peak_rss_mb, time_ms
+from render import Camera, render_gaussians  # noqa: E402
 
 SIZES = (256, 512)
 COUNTS = (10_000, 30_000, 100_000)
