@@ -14,11 +14,17 @@ import importlib
 import os
 import sys
 
+# Idle OpenMP threads must sleep, not spin: torch and numba each keep a pool, and on a shared 2-core machine
+# spinning pools starve each other (rendering measured 5-15x slower without this). Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
 # (module, function) pairs that register subcommands, in the order they appear in --help.
 _CLI_MODULES = (
     ("audio.cli", "add_commands"),
     ("animation.timing_plot", "add_plot_command"),
     ("avatar.cli", "add_commands"),
+    ("render.cli", "add_commands"),
 )
 
 
@@ -40,11 +46,206 @@ def build_parser() -> argparse.ArgumentParser:
 
 def serve(host: str, port: int) -> None:
     """Build the Gradio studio and serve it until interrupted."""
-    raise SystemExit("the studio is not built yet; use the subcommands (python app.py --help)")
+    from avatar.library import data_home
+
+    home = data_home()
+    home.mkdir(parents=True, exist_ok=True)
+    demo = build_studio(home)
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(server_name=host, server_port=port, allowed_paths=[str(home)], max_file_size="500mb",
+                show_error=True, footer_links=["api"])
+
+
+def build_studio(home):
+    """The studio's Blocks app over the data folder `home` (tabs: Create video, Avatars, Voices)."""
+    import time
+
+    import gradio as gr
+
+    from animation.motion import EMOTIONS
+    from avatar.jobs import JobRunner
+    from render.generate import DEFAULT_AVATAR, DEFAULT_VOICE, GenerateRequest, known_voices
+    from render.pipeline import BACKGROUND_KINDS, BackgroundSpec
+
+    runner = JobRunner(home)
+    catalog = runner.catalog
+
+    def avatar_names() -> list[str]:
+        names = [a["name"] for a in catalog.list_avatars()]
+        return names if DEFAULT_AVATAR in names else [DEFAULT_AVATAR] + names
+
+    def voice_names() -> list[str]:
+        return known_voices(home)
+
+    def wait_for(job_id: str, progress, stages: dict | None = None) -> dict:
+        """Poll a job until it ends, mirroring its stage in the page's progress bar."""
+        while True:
+            job = runner.status(job_id)
+            if job["status"] in ("done", "failed"):
+                return job
+            label = job["stage"] or job["status"]
+            if stages and label in stages:  # overall progress over the generation stages
+                index = stages[label]
+                progress((index + float(job["progress"] or 0)) / len(stages), desc=f"{label}: {job['message']}")
+            else:
+                progress(float(job["progress"] or 0), desc=f"{label} {job['message']}".strip())
+            time.sleep(0.5)
+
+    def generate(script, audio, avatar, voice, background, color, image, head_motion, expression, still, emotion,
+                 progress=gr.Progress()):
+        from animation.motion import MotionOptions
+
+        try:
+            request = GenerateRequest(
+                text=script or "", audio=audio or None, avatar=avatar or None, voice=voice or DEFAULT_VOICE,
+                motion=MotionOptions(head_motion=float(head_motion), expression=float(expression),
+                                     still=bool(still), emotion=emotion or "neutral"),
+                background=BackgroundSpec(kind=background or "plate", color=color or "#30343c", image=image or None))
+            job_id = runner.submit_generate(request)
+        except (ValueError, FileNotFoundError) as error:
+            raise gr.Error(str(error))
+        job = wait_for(job_id, progress, {"speech": 0, "motion": 1, "frames": 2, "encoding": 3})
+        if job["status"] == "failed":
+            raise gr.Error(job["message"])
+        result = job["result"]
+        timing = ", ".join(f"{k} {v:.1f} s" for k, v in result["stages"].items())
+        notes = "".join(f"\n\nnote: {n}" for n in result["notes"])
+        text = f"Done: {result['audio_seconds']:.1f} s of speech, {result['frames']} frames ({timing}).{notes}"
+        return result["video"], result["video"], text
+
+    def videos_table():
+        return [[v["id"], v["avatar"], v["voice"], (v["text"] or "")[:60], round(v["audio_seconds"] or 0, 1)]
+                for v in catalog.list_videos()]
+
+    def train(upload, name, preset):
+        if not upload:
+            raise gr.Error("upload a selfie video (20-60 s) or a portrait photo first")
+        try:
+            job_id = runner.submit_train(upload, name or "", preset or "fast")
+        except (ValueError, FileNotFoundError) as error:
+            raise gr.Error(str(error))
+        return f"Training job {job_id} queued for {name!r}; progress shows below (it continues if you leave)."
+
+    def training_status():
+        jobs = catalog.list_jobs("train", limit=10)
+        rows = [[j["params"]["name"], j["status"], j["stage"], f"{100 * float(j['progress'] or 0):.0f}%",
+                 j["message"]] for j in jobs]
+        running = [j for j in jobs if j["status"] == "running" and j["result"] and j["result"].get("preview")]
+        preview = running[0]["result"]["preview"] if running else None
+        return rows, preview
+
+    def avatars_table():
+        return [[a["name"], a["kind"], a["gaussians"], a["resolution"], a["psnr"]] for a in catalog.list_avatars()]
+
+    def refresh_avatars():
+        names = avatar_names()
+        return avatars_table(), gr.update(choices=names), gr.update(choices=names)
+
+    def rename(old, new):
+        try:
+            catalog.rename_avatar(old or "", new or "")
+        except (ValueError, OSError) as error:
+            raise gr.Error(str(error))
+        runner.generator.forget(old)
+        return refresh_avatars()
+
+    def delete(name):
+        try:
+            catalog.delete_avatar(name or "")
+        except (ValueError, OSError) as error:
+            raise gr.Error(str(error))
+        runner.generator.forget(name)
+        return refresh_avatars()
+
+    def add_voice(name, clip):
+        if not clip:
+            raise gr.Error("upload or record a reference clip first (5-30 s of clean speech)")
+        try:
+            entry = catalog.add_voice(name or "", clip)
+        except (ValueError, FileNotFoundError) as error:
+            raise gr.Error(str(error))
+        return voices_table(), gr.update(choices=voice_names()), f"Saved voice {entry['name']!r} ({entry['seconds']:.1f} s)."
+
+    def voices_table():
+        return [[v["name"], v["path"]] for v in catalog.list_voices()]
+
+    def preview_voice(name):
+        entry = catalog.get_voice(name or "")
+        return entry["path"] if entry else None
+
+    with gr.Blocks(title="TalkingAvatar-3DGS studio") as demo:
+        gr.Markdown("# TalkingAvatar-3DGS studio")
+        with gr.Tab("Create video"):
+            with gr.Row():
+                with gr.Column():
+                    script = gr.Textbox(label="Script", lines=5, max_length=5000, elem_id="script",
+                                        placeholder="Type what the avatar should say (up to 5,000 characters).")
+                    audio = gr.Audio(label="...or upload / record speech instead", type="filepath",
+                                     sources=["upload", "microphone"])
+                    avatar = gr.Dropdown(avatar_names(), value=DEFAULT_AVATAR, label="Avatar", elem_id="avatar")
+                    voice = gr.Dropdown(voice_names(), value=DEFAULT_VOICE, label="Voice")
+                    with gr.Accordion("Background and motion", open=False):
+                        background = gr.Radio(list(BACKGROUND_KINDS), value="plate", label="Background")
+                        color = gr.ColorPicker("#30343c", label="Colour (background 'color')")
+                        image = gr.Image(label="Picture (background 'image')", type="filepath")
+                        head_motion = gr.Slider(0, 2, 1, step=0.1, label="Head motion")
+                        expression = gr.Slider(0, 2, 1, step=0.1, label="Expression intensity")
+                        still = gr.Checkbox(False, label="Still (no head motion)")
+                        emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
+                    make = gr.Button("Generate video", variant="primary", elem_id="generate")
+                with gr.Column():
+                    video = gr.Video(label="Video", elem_id="video")
+                    download = gr.File(label="Download MP4", elem_id="download")
+                    status = gr.Markdown(elem_id="status")
+            videos = gr.Dataframe(headers=["id", "avatar", "voice", "script", "seconds"], value=videos_table,
+                                  label="Library: videos", interactive=False)
+            make.click(generate, [script, audio, avatar, voice, background, color, image, head_motion, expression,
+                                  still, emotion], [video, download, status], api_name="generate"
+                       ).then(videos_table, None, videos)
+        with gr.Tab("Avatars"):
+            with gr.Row():
+                with gr.Column():
+                    upload = gr.File(label="Selfie video (20-60 s) or portrait photo",
+                                     file_types=["video", "image"], type="filepath")
+                    new_name = gr.Textbox(label="Name")
+                    preset = gr.Radio(["fast", "standard"], value="fast", label="Preset")
+                    train_button = gr.Button("Train", variant="primary")
+                    train_message = gr.Markdown()
+                with gr.Column():
+                    preview = gr.Image(label="Training preview (real | rendered)", interactive=False)
+                    jobs = gr.Dataframe(headers=["name", "status", "stage", "progress", "details"],
+                                        label="Training jobs", interactive=False)
+            avatars = gr.Dataframe(headers=["name", "kind", "Gaussians", "pixels", "held-out PSNR"],
+                                   value=avatars_table, label="Avatars", interactive=False)
+            with gr.Row():
+                pick = gr.Dropdown(avatar_names(), label="Avatar")
+                rename_to = gr.Textbox(label="New name")
+                rename_button = gr.Button("Rename")
+                delete_button = gr.Button("Delete", variant="stop")
+            train_button.click(train, [upload, new_name, preset], train_message, api_name="train")
+            gr.Timer(2.0).tick(training_status, None, [jobs, preview])
+            rename_button.click(rename, [pick, rename_to], [avatars, pick, avatar], api_name="rename_avatar")
+            delete_button.click(delete, pick, [avatars, pick, avatar], api_name="delete_avatar")
+            gr.Button("Refresh").click(refresh_avatars, None, [avatars, pick, avatar], api_name="list_avatars")
+        with gr.Tab("Voices"):
+            gr.Markdown("Upload or record 5-30 s of clean speech as a reference voice (up to 20 MB). "
+                        "Speaking in it needs the voice-conversion module (`audio/voice.py`).")
+            with gr.Row():
+                with gr.Column():
+                    voice_name = gr.Textbox(label="Voice name")
+                    clip = gr.Audio(label="Reference clip", type="filepath", sources=["upload", "microphone"])
+                    save_voice = gr.Button("Save voice", variant="primary")
+                    voice_message = gr.Markdown()
+                with gr.Column():
+                    voices = gr.Dataframe(headers=["name", "file"], value=voices_table, interactive=False)
+                    listen_pick = gr.Dropdown(voice_names(), label="Preview a voice")
+                    listen = gr.Audio(label="Reference", interactive=False)
+            save_voice.click(add_voice, [voice_name, clip], [voices, voice, voice_message], api_name="add_voice")
+            listen_pick.change(preview_voice, listen_pick, listen)
+    return demo
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

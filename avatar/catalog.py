@@ -1,0 +1,182 @@
+"""The studio's library index: avatars, voices, videos and jobs in SQLite under the data folder.
+
+`<data folder>/library.sqlite` indexes what the studio made; the files themselves live beside it
+(`avatars/NAME/`, `voices/NAME.wav`, `videos/ID.mp4`). Avatar folders stay the truth for avatars (the CLI can
+add them too), so avatar listings read the folders and the table only adds bookkeeping. Every call opens its
+own connection (SQLite serialises writers; WAL lets readers run beside them), so threads need no sharing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+from avatar.library import avatar_path, avatars_dir, list_avatars, validate_name
+
+MAX_VOICE_BYTES = 20 * 1024 * 1024
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS voices (name TEXT PRIMARY KEY, path TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (id TEXT PRIMARY KEY, path TEXT NOT NULL, avatar TEXT, voice TEXT, text TEXT,
+    audio_seconds REAL, created REAL NOT NULL, job_id TEXT);
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, stage TEXT,
+    progress REAL, message TEXT, params TEXT NOT NULL, result TEXT, created REAL NOT NULL, updated REAL NOT NULL);
+"""
+JOB_STATES = ("queued", "running", "done", "failed")
+
+
+class Catalog:
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "library.sqlite"
+        with closing(self._connect()) as db, db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def _rows(self, query: str, args: tuple = ()) -> list[dict]:
+        with closing(self._connect()) as db:
+            return [dict(r) for r in db.execute(query, args).fetchall()]
+
+    def _write(self, query: str, args: tuple = ()) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(query, args)
+
+    # --- avatars (folders are the truth) ---------------------------------------------------------------
+    def list_avatars(self) -> list[dict]:
+        out = []
+        for name in list_avatars(self.home):
+            try:
+                meta = json.loads((avatar_path(name, self.home) / "avatar.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            out.append({"name": name, "kind": meta.get("stats", {}).get("kind", "video"),
+                        "gaussians": meta.get("num_gaussians"), "psnr": meta.get("metrics", {}).get("psnr"),
+                        "resolution": meta.get("camera", {}).get("width")})
+        return out
+
+    def rename_avatar(self, old: str, new: str) -> None:
+        source, target = avatar_path(old, self.home), avatar_path(new, self.home)
+        if not (source / "avatar.json").is_file():
+            raise ValueError(f"unknown avatar {old!r}")
+        if target.exists():
+            raise ValueError(f"an avatar named {validate_name(new)!r} exists already; choose another name")
+        meta = json.loads((source / "avatar.json").read_text())
+        os.replace(source, target)
+        meta["name"] = validate_name(new)
+        tmp = target / ".avatar.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(target / "avatar.json")
+
+    def delete_avatar(self, name: str) -> None:
+        folder = avatar_path(name, self.home)
+        if not (folder / "avatar.json").is_file():
+            raise ValueError(f"unknown avatar {name!r}")
+        trash = avatars_dir(self.home) / f".{folder.name}.deleted-{uuid.uuid4().hex[:6]}"
+        os.replace(folder, trash)  # one rename: the avatar disappears at once, even if removal is slow
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # --- voices -----------------------------------------------------------------------------------------
+    def add_voice(self, name: str, source: Path) -> dict:
+        """Copy a reference recording into the library after checking it decodes and holds speech."""
+        from audio.io import check_not_silent, load_audio
+        from render.video import write_wav
+
+        name = validate_name(name)
+        if name == "joe":
+            raise ValueError("'joe' is the built-in voice; choose another name")
+        source = Path(source)
+        if not source.is_file():
+            raise FileNotFoundError(f"no such file: {source}")
+        if source.stat().st_size > MAX_VOICE_BYTES:
+            raise ValueError(f"{source.name} is {source.stat().st_size / 1e6:.1f} MB; reference clips are limited "
+                             f"to {MAX_VOICE_BYTES / 1e6:.0f} MB")
+        if self.get_voice(name) is not None:
+            raise ValueError(f"a voice named {name!r} exists already; choose another name")
+        waveform, rate = load_audio(source)
+        check_not_silent(waveform, rate, source.name)
+        folder = self.home / "voices"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{name}.wav"
+        write_wav(target, waveform, rate)
+        self._write("INSERT INTO voices VALUES (?, ?, ?)", (name, str(target), time.time()))
+        return {"name": name, "path": str(target), "seconds": len(waveform) / rate}
+
+    def list_voices(self) -> list[dict]:
+        return self._rows("SELECT * FROM voices ORDER BY name")
+
+    def get_voice(self, name: str) -> dict | None:
+        rows = self._rows("SELECT * FROM voices WHERE name = ?", (name,))
+        return rows[0] if rows else None
+
+    def delete_voice(self, name: str) -> None:
+        entry = self.get_voice(name)
+        if entry is None:
+            raise ValueError(f"unknown voice {name!r}")
+        Path(entry["path"]).unlink(missing_ok=True)
+        self._write("DELETE FROM voices WHERE name = ?", (name,))
+
+    # --- videos -----------------------------------------------------------------------------------------
+    def new_video_path(self) -> tuple[str, Path]:
+        video_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        folder = self.home / "videos"
+        folder.mkdir(parents=True, exist_ok=True)
+        return video_id, folder / f"{video_id}.mp4"
+
+    def add_video(self, video_id: str, path: Path, avatar: str, voice: str, text: str, audio_seconds: float,
+                  job_id: str | None) -> None:
+        self._write("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (video_id, str(path), avatar, voice, text[:500], audio_seconds, time.time(), job_id))
+
+    def list_videos(self, limit: int = 50) -> list[dict]:
+        return self._rows("SELECT * FROM videos ORDER BY created DESC LIMIT ?", (limit,))
+
+    # --- jobs -------------------------------------------------------------------------------------------
+    def add_job(self, kind: str, params: dict) -> str:
+        job_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        self._write("INSERT INTO jobs VALUES (?, ?, 'queued', '', 0, '', ?, NULL, ?, ?)",
+                    (job_id, kind, json.dumps(params), now, now))
+        return job_id
+
+    def update_job(self, job_id: str, **fields) -> None:
+        allowed = {"status", "stage", "progress", "message", "result"}
+        if set(fields) - allowed:
+            raise ValueError(f"unknown job fields {sorted(set(fields) - allowed)}")
+        if "status" in fields and fields["status"] not in JOB_STATES:
+            raise ValueError(f"unknown job status {fields['status']!r}")
+        if "result" in fields:
+            fields["result"] = json.dumps(fields["result"])
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE jobs SET {assignments}, updated = ? WHERE id = ?", (*fields.values(), time.time(), job_id))
+
+    def get_job(self, job_id: str) -> dict | None:
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _decode_job(rows[0]) if rows else None
+
+    def list_jobs(self, kind: str | None = None, limit: int = 50) -> list[dict]:
+        if kind:
+            rows = self._rows("SELECT * FROM jobs WHERE kind = ? ORDER BY created DESC LIMIT ?", (kind, limit))
+        else:
+            rows = self._rows("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+        return [_decode_job(r) for r in rows]
+
+    def unfinished_jobs(self) -> list[dict]:
+        return [_decode_job(r) for r in
+                self._rows("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created")]
+
+
+def _decode_job(row: dict) -> dict:
+    row = dict(row)
+    row["params"] = json.loads(row["params"])
+    row["result"] = json.loads(row["result"]) if row.get("result") else None
+    return row
