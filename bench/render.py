@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from bench.common import emit  # noqa: E402, format_table, json_flag_parser, peak_rss_mb, time_ms
+from bench.common import emit, format_table, json_flag_parser, peak_rss_mb, time_ms  # noqa: E402
 from render import Camera, render_gaussians  # noqa: E402
 
 SIZES = (256, 512)

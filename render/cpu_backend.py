@@ -47,7 +47,6 @@ ALPHA_MIN = np.float32(1.0 / 255.0)
 ALPHA_MAX = np.float32(0.99)
 T_STOP = np.float32(1e-4)
 GRAD_COLUMNS = 10  # u, v, conic a, b, c, opacity, r, g, b, depth
-TILE_CHUNK = 4  # tiles per scheduling chunk of the raster loops
 PARAM_COLUMNS = 12  # the same + the rows y_min, y_max its ellipse can reach
 
 _F0 = np.float32(0.0)
@@ -98,13 +97,15 @@ def _ellipse_meets_rect(a, b, c, level, xl, xh, yl, yh):
     mean): the minimum of a convex quadratic over a rectangle is inside it or on one of its edges."""
     if xl <= 0.0 <= xh and yl <= 0.0 <= yh:
         return True
-    best = math.inf
-    for dx in (xl, xh):
-        dy = min(max(-b * dx / c, yl), yh)
-        best = min(best, a * dx * dx + 2.0 * b * dx * dy + c * dy * dy)
-    for dy in (yl, yh):
-        dx = min(max(-b * dy / a, xl), xh)
-        best = min(best, a * dx * dx + 2.0 * b * dx * dy + c * dy * dy)
+    # Vertical edges dx = xl, xh (best dy clamped), then horizontal edges dy = yl, yh.
+    dy = min(max(-b * xl / c, yl), yh)
+    best = a * xl * xl + 2.0 * b * xl * dy + c * dy * dy
+    dy = min(max(-b * xh / c, yl), yh)
+    best = min(best, a * xh * xh + 2.0 * b * xh * dy + c * dy * dy)
+    dx = min(max(-b * yl / a, xl), xh)
+    best = min(best, a * dx * dx + 2.0 * b * dx * yl + c * yl * yl)
+    dx = min(max(-b * yh / a, xl), xh)
+    best = min(best, a * dx * dx + 2.0 * b * dx * yh + c * yh * yh)
     return best <= level
 
 
@@ -146,33 +147,49 @@ def _bin_tiles(screen, opacities, colors, order, width, height):
     m = order.shape[0]
     params = np.empty((m, PARAM_COLUMNS), np.float32)
     per_gaussian = np.zeros(m + 1, np.int64)
+    spans = np.empty((m, 4), np.int64)
+    levels = np.empty(m, np.float64)
+    hit_bits = np.zeros(m, np.uint64)  # the tile test's answers when the span has <= 64 tiles
     for i in nb.prange(m):
         g = order[i]
         u, v = float(screen[g, 0]), float(screen[g, 1])
         a, b, c = float(screen[g, 2]), float(screen[g, 3]), float(screen[g, 4])
         op = float(opacities[g])
         x0, x1, y0, y1, level = _tile_span(u, v, a, b, c, op, tiles_x, tiles_y)
+        spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3] = x0, x1, y0, y1
+        levels[i] = level
         half_h = math.sqrt(level * a / max(a * c - b * b, 1e-30)) + 1.0
         params[i, 0], params[i, 1], params[i, 2], params[i, 3], params[i, 4], params[i, 5] = u, v, a, b, c, op
         params[i, 6], params[i, 7], params[i, 8] = colors[g, 0], colors[g, 1], colors[g, 2]
         params[i, 9], params[i, 10], params[i, 11] = screen[g, 5], v - half_h, v + half_h
         n_hit = 0
+        bits = np.uint64(0)
+        bit = np.uint64(1)
         for ty in range(y0, y1):
             for tx in range(x0, x1):
-                n_hit += _tile_hit(u, v, a, b, c, level, tx, ty)
+                if _tile_hit(u, v, a, b, c, level, tx, ty):
+                    n_hit += 1
+                    bits |= bit
+                bit = bit << np.uint64(1)
+        hit_bits[i] = bits
         per_gaussian[i + 1] = n_hit
     pair_offsets = np.cumsum(per_gaussian)
     pair_tiles = np.empty(pair_offsets[-1], np.int32)
     for i in nb.prange(m):
-        u, v = float(params[i, 0]), float(params[i, 1])
-        a, b, c, op = float(params[i, 2]), float(params[i, 3]), float(params[i, 4]), float(params[i, 5])
-        x0, x1, y0, y1, level = _tile_span(u, v, a, b, c, op, tiles_x, tiles_y)
+        g = order[i]
+        u, v = float(screen[g, 0]), float(screen[g, 1])
+        a, b, c = float(screen[g, 2]), float(screen[g, 3]), float(screen[g, 4])
+        x0, x1, y0, y1, level = spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], levels[i]
+        small = (x1 - x0) * (y1 - y0) <= 64
+        bits = hit_bits[i]
+        bit = np.uint64(1)
         k = pair_offsets[i]
         for ty in range(y0, y1):
             for tx in range(x0, x1):
-                if _tile_hit(u, v, a, b, c, level, tx, ty):
+                if ((bits & bit) != 0) if small else _tile_hit(u, v, a, b, c, level, tx, ty):
                     pair_tiles[k] = ty * tiles_x + tx
                     k += 1
+                bit = bit << np.uint64(1)
     counts = np.zeros(tiles_x * tiles_y + 1, np.int64)
     for k in range(pair_tiles.shape[0]):
         counts[pair_tiles[k] + 1] += 1
@@ -407,18 +424,23 @@ def _reduce_rows(rows, pair_offsets, pair_slots, order, n_gaussians):
     grad_colors = np.zeros((n_gaussians, 3), np.float32)
     for i in nb.prange(order.shape[0]):
         g = order[i]
-        for j in range(GRAD_COLUMNS):
-            total = np.float32(0.0)
-            for k in range(pair_offsets[i], pair_offsets[i + 1]):
-                total += rows[pair_slots[k], j]
-            if j < 5:
-                grad_screen[g, j] = total
-            elif j == 5:
-                grad_opacity[g] = total
-            elif j < 9:
-                grad_colors[g, j - 6] = total
-            else:
-                grad_screen[g, 5] = total
+        s_u = s_v = s_a = s_b = s_c = s_op = s_r = s_g = s_bl = s_z = np.float32(0.0)
+        for k in range(pair_offsets[i], pair_offsets[i + 1]):
+            row = pair_slots[k]
+            s_u += rows[row, 0]
+            s_v += rows[row, 1]
+            s_a += rows[row, 2]
+            s_b += rows[row, 3]
+            s_c += rows[row, 4]
+            s_op += rows[row, 5]
+            s_r += rows[row, 6]
+            s_g += rows[row, 7]
+            s_bl += rows[row, 8]
+            s_z += rows[row, 9]
+        grad_screen[g, 0], grad_screen[g, 1], grad_screen[g, 2] = s_u, s_v, s_a
+        grad_screen[g, 3], grad_screen[g, 4], grad_screen[g, 5] = s_b, s_c, s_z
+        grad_opacity[g] = s_op
+        grad_colors[g, 0], grad_colors[g, 1], grad_colors[g, 2] = s_r, s_g, s_bl
     return grad_screen, grad_opacity, grad_colors
 
 
@@ -431,12 +453,6 @@ def _camera_arrays(camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     intrinsics = np.array([camera.fx, camera.fy, camera.cx, camera.cy], np.float64)
     limits = fov_limits(camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy)
     return np.ascontiguousarray(view), intrinsics, limits
-
-
-def _dynamic(chunk: int):
-    """Dynamic scheduling of the next prange loops in chunks of `chunk` iterations: on a machine shared
-    with other busy processes a descheduled thread no longer holds back a fixed half of the work."""
-    return nb.parallel_chunksize(chunk)
 
 
 class RasterizeCPU(torch.autograd.Function):
@@ -461,8 +477,7 @@ class RasterizeCPU(torch.autograd.Function):
         depth = np.zeros((height, width), np.float32)
         final_T = np.ones((height, width), np.float32)
         counts = np.zeros((height, width), np.int32)
-        with _dynamic(TILE_CHUNK):
-            _forward_tiles(params, offsets, items, width, height, color, alpha, depth, final_T, counts)
+        _forward_tiles(params, offsets, items, width, height, color, alpha, depth, final_T, counts)
         ctx.saved = (arrays, opacities, view, intrinsics, limits, in_front, params, offsets, items,
                      pair_offsets, pair_slots, order, final_T, counts, width, height)
         return torch.from_numpy(color), torch.from_numpy(alpha), torch.from_numpy(depth)
@@ -471,9 +486,8 @@ class RasterizeCPU(torch.autograd.Function):
     def backward(ctx, grad_color, grad_alpha, grad_depth):  # noqa: D102
         (arrays, opacities, view, intrinsics, limits, in_front, params, offsets, items,
          pair_offsets, pair_slots, order, final_T, counts, width, height) = ctx.saved
-        with _dynamic(TILE_CHUNK):
-            rows = _backward_tiles(params, offsets, items, width, height, final_T, counts,
-                                   _numpy(grad_color), _numpy(grad_alpha), _numpy(grad_depth))
+        rows = _backward_tiles(params, offsets, items, width, height, final_T, counts,
+                               _numpy(grad_color), _numpy(grad_alpha), _numpy(grad_depth))
         n = arrays[0].shape[0]
         grad_screen, grad_opacity, grad_colors = _reduce_rows(rows, pair_offsets, pair_slots, order, n)
         grad_means = np.empty((n, 3), np.float32)
