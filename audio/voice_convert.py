@@ -1,0 +1,363 @@
+"""Offline voice cloning: convert synthesized speech (Piper's joe voice) towards a reference speaker with WORLD.
+
+Why this design (measured 2026-11-25 on the five clips in shared/data/speech, cloned from each clip's first
+half, Resemblyzer cosine against the held-back second half, plain Piper 0.45-0.50):
+- WORLD (pyworld: DIO + StoneMask F0, CheapTrick envelope, D4C aperiodicity, 5 ms frames at 16 kHz) runs
+  well over 5x real time on one shared core, needs no weights, and keeps Piper's timing exact.
+- "global" conversion: log-F0 mean/std matching, a vocal-tract-length warp of the envelope's frequency axis
+  (factor searched per reference), and a smooth per-frequency gain that makes the average voiced envelope
+  equal the reference's (spectral tilt, formant region levels, recording channel). 0.50-0.63.
+- "frames" conversion (a kNN-VC-like exemplar mapping): every frame's envelope and aperiodicity is replaced by
+  the reference frame nearest to it in speaker-normalised mel cepstrum, so the timbre is literally the
+  reference's. 0.52-0.72; better than global on three clips, worse on two.
+- Tried and dropped: an extra 40-band EQ optimised through the Resemblyzer encoder (+0.015, 30-90 s per
+  voice on the shared CPU). Kokoro-82M style vectors were not tried (time).
+So `fit_conversion` tries both methods (global with several warp factors) on a fixed calibration sentence and
+keeps the candidate whose output is most similar to the reference clip itself (never to held-out audio).
+
+Speaking rate: `rate` > 1 speaks faster. The WORLD frames are resampled in time and every word/phone time is
+scaled by exactly output_duration / input_duration, so lip timing stays exact.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from audio.speech import Segment, Speech
+
+SAMPLE_RATE = 16000  # conversion and output rate (the references and Resemblyzer/pocketsphinx use 16 kHz)
+FRAME_PERIOD_MS = 5.0
+FFT_SIZE = 1024  # pyworld.get_cheaptrick_fft_size(16000)
+N_BINS = FFT_SIZE // 2 + 1
+N_CEPSTRA = 24  # mel cepstra c1..c23 used to match frames (c0 = level is left out)
+N_MEL_POINTS = 80
+MAX_REFERENCE_FRAMES = 2400  # exemplar frames kept in a profile (12 s of speech at 5 ms)
+METHODS = ("global", "frames")
+
+
+@dataclass(frozen=True)
+class ConversionParams:
+    """The scalar half of a voice profile (saved as JSON); arrays live in `ConversionArrays`.
+
+    Log-F0 statistics are natural logs of Hz over voiced frames: source = the Piper voice (measured on the
+    calibration sentence), target = the reference. warp > 1 moves formants up (shorter vocal tract).
+    rate: speaking-rate factor applied on conversion (1 = unchanged; 1.1 = 10 % faster).
+    """
+
+    method: str
+    source_log_f0_mean: float
+    source_log_f0_std: float
+    target_log_f0_mean: float
+    target_log_f0_std: float
+    warp: float = 1.0
+    rate: float = 1.0
+    sample_rate: int = SAMPLE_RATE
+    frame_period_ms: float = FRAME_PERIOD_MS
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"conversion method must be one of {METHODS}, got {self.method!r}")
+        if not 0.7 <= self.warp <= 1.4:
+            raise ValueError(f"warp factor must be 0.7..1.4, got {self.warp}")
+        if not 0.5 <= self.rate <= 2.0:
+            raise ValueError(f"speaking rate factor must be 0.5..2.0, got {self.rate}")
+        if min(self.source_log_f0_std, self.target_log_f0_std) <= 0:
+            raise ValueError("log-F0 standard deviations must be positive")
+        if self.sample_rate != SAMPLE_RATE or self.frame_period_ms != FRAME_PERIOD_MS:
+            raise ValueError(f"profile made for {self.sample_rate} Hz / {self.frame_period_ms} ms frames; this "
+                             f"converter uses {SAMPLE_RATE} Hz / {FRAME_PERIOD_MS} ms")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict) -> "ConversionParams":
+        return ConversionParams(**data)
+
+
+@dataclass
+class ConversionArrays:
+    """Array half of a voice profile (saved as safetensors).
+
+    envelope_gain: [B] natural-log gain per FFT bin (B = 513) applied after warping (global method).
+    cepstrum_mean/std: [C] statistics of the source voice's cepstra (speaker normalisation for matching).
+    target_cepstra: [M, C], target_log_envelope: [M, B], target_aperiodicity: [M, B]: reference exemplar
+    frames (frames method; M may be 0 for the global method).
+    """
+
+    envelope_gain: np.ndarray  # [B]
+    cepstrum_mean: np.ndarray  # [C]
+    cepstrum_std: np.ndarray  # [C]
+    target_cepstra: np.ndarray = field(default_factory=lambda: np.zeros((0, N_CEPSTRA - 1), np.float32))  # [M, C]
+    target_log_envelope: np.ndarray = field(default_factory=lambda: np.zeros((0, N_BINS), np.float32))  # [M, B]
+    target_aperiodicity: np.ndarray = field(default_factory=lambda: np.zeros((0, N_BINS), np.float32))  # [M, B]
+
+    def __post_init__(self) -> None:
+        for name in ("envelope_gain",):
+            if getattr(self, name).shape != (N_BINS,):
+                raise ValueError(f"{name} must be [{N_BINS}], got {getattr(self, name).shape}")
+        for name in ("cepstrum_mean", "cepstrum_std"):
+            if getattr(self, name).shape != (N_CEPSTRA - 1,):
+                raise ValueError(f"{name} must be [{N_CEPSTRA - 1}], got {getattr(self, name).shape}")
+        m = self.target_cepstra.shape[0]
+        if (self.target_cepstra.shape != (m, N_CEPSTRA - 1) or self.target_log_envelope.shape != (m, N_BINS)
+                or self.target_aperiodicity.shape != (m, N_BINS)):
+            raise ValueError("target exemplar arrays must be [M, C], [M, B], [M, B] with the same M")
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in asdict(self).items()}
+
+    @staticmethod
+    def from_tensors(tensors: dict[str, np.ndarray]) -> "ConversionArrays":
+        return ConversionArrays(**{k: np.asarray(v, np.float32) for k, v in tensors.items()})
+
+
+@dataclass
+class WorldFeatures:
+    """WORLD analysis of a 16 kHz waveform: f0 [T] Hz (0 = unvoiced), envelope [T, B] power, aperiodicity
+    [T, B] in 0..1, and the analysed length in samples."""
+
+    f0: np.ndarray  # [T]
+    envelope: np.ndarray  # [T, B]
+    aperiodicity: np.ndarray  # [T, B]
+    num_samples: int
+
+
+def analyze(waveform: np.ndarray) -> WorldFeatures:
+    """WORLD analysis of mono 16 kHz waveform [S] (DIO + StoneMask, CheapTrick, D4C)."""
+    import pyworld
+
+    wave = np.ascontiguousarray(waveform, dtype=np.float64)
+    if wave.ndim != 1 or wave.size < SAMPLE_RATE // 10:
+        raise ValueError(f"need a mono waveform [S] of at least 0.1 s, got shape {wave.shape}")
+    f0, times = pyworld.dio(wave, SAMPLE_RATE, frame_period=FRAME_PERIOD_MS)
+    f0 = pyworld.stonemask(wave, f0, times, SAMPLE_RATE)
+    envelope = pyworld.cheaptrick(wave, f0, times, SAMPLE_RATE, fft_size=FFT_SIZE)
+    aperiodicity = pyworld.d4c(wave, f0, times, SAMPLE_RATE, fft_size=FFT_SIZE)
+    return WorldFeatures(f0, envelope, aperiodicity, wave.size)
+
+
+def log_f0_stats(f0: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of natural-log F0 over voiced frames of f0 [T]; ValueError when too few are voiced."""
+    voiced = f0[f0 > 0]
+    if voiced.size < 20:
+        raise ValueError(f"only {voiced.size} voiced frames: too little voiced speech to measure pitch")
+    logs = np.log(voiced)
+    return float(logs.mean()), float(max(logs.std(), 0.02))
+
+
+def mel_cepstra(envelope: np.ndarray) -> np.ndarray:
+    """Mel cepstrum c1..c{N_CEPSTRA-1} of power envelopes [T, B] -> [T, C] (DCT of the mel-sampled log)."""
+    from scipy.fft import dct
+
+    freqs = np.linspace(0.0, SAMPLE_RATE / 2.0, envelope.shape[1])
+    mel = 2595.0 * np.log10(1.0 + freqs / 700.0)
+    grid = np.linspace(0.0, mel[-1], N_MEL_POINTS)
+    # Interpolation weights are the same for every frame: one matrix product.
+    index = np.clip(np.searchsorted(mel, grid) - 1, 0, len(mel) - 2)
+    frac = (grid - mel[index]) / (mel[index + 1] - mel[index])
+    log_env = np.log(envelope + 1e-12)
+    sampled = log_env[:, index] * (1.0 - frac) + log_env[:, index + 1] * frac  # [T, N_MEL_POINTS]
+    return dct(sampled, type=2, norm="ortho", axis=1)[:, 1:N_CEPSTRA].astype(np.float32)
+
+
+def warp_log_envelope(log_envelope: np.ndarray, warp: float) -> np.ndarray:
+    """Stretch the frequency axis of log envelopes [T, B] by `warp` (output bin f reads input bin f / warp)."""
+    bins = np.arange(log_envelope.shape[1], dtype=np.float64)
+    source = np.clip(bins / warp, 0.0, bins[-1])
+    low = np.minimum(source.astype(int), len(bins) - 2)
+    frac = source - low
+    return log_envelope[:, low] * (1.0 - frac) + log_envelope[:, low + 1] * frac
+
+
+def map_f0(f0: np.ndarray, params: ConversionParams) -> np.ndarray:
+    """Voiced F0 [T] mapped by log-F0 mean/std matching; unvoiced frames stay 0."""
+    voiced = f0 > 0
+    out = np.zeros_like(f0)
+    z = (np.log(f0[voiced]) - params.source_log_f0_mean) / params.source_log_f0_std
+    out[voiced] = np.exp(z * params.target_log_f0_std + params.target_log_f0_mean)
+    return out
+
+
+def nearest_exemplars(query: np.ndarray, exemplars: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Index [T] of the nearest row of exemplars [M, C] (Euclidean) for each row of query [T, C]."""
+    if query.ndim != 2 or exemplars.ndim != 2 or query.shape[1] != exemplars.shape[1] or len(exemplars) == 0:
+        raise ValueError(f"query [T, C] and exemplars [M>0, C] must agree, got {query.shape} / {exemplars.shape}")
+    norms = np.sum(exemplars.astype(np.float64) ** 2, axis=1)
+    out = np.empty(len(query), dtype=np.int64)
+    for start in range(0, len(query), chunk):
+        block = query[start:start + chunk].astype(np.float64)
+        distance = norms[None, :] - 2.0 * block @ exemplars.T.astype(np.float64)  # |q|^2 is constant per row
+        out[start:start + chunk] = np.argmin(distance, axis=1)
+    return out
+
+
+def convert_features(features: WorldFeatures, params: ConversionParams, arrays: ConversionArrays
+                     ) -> WorldFeatures:
+    """Apply a profile to WORLD features (same number of frames; see `stretch_features` for the rate)."""
+    f0 = map_f0(features.f0, params)
+    log_env = np.log(features.envelope + 1e-12)
+    if params.method == "global":
+        log_env = warp_log_envelope(log_env, params.warp) + arrays.envelope_gain[None, :]
+        aperiodicity = features.aperiodicity
+    else:
+        query = (mel_cepstra(features.envelope) - arrays.cepstrum_mean) / arrays.cepstrum_std
+        index = nearest_exemplars(query, arrays.target_cepstra)
+        mapped = arrays.target_log_envelope[index].astype(np.float64)
+        # Keep the source frame's loudness (exemplars carry the timbre, not the level contour).
+        level = np.log(np.sum(features.envelope, axis=1) + 1e-12) - np.log(np.sum(np.exp(mapped), axis=1) + 1e-12)
+        log_env = _smooth_time(mapped) + level[:, None]
+        aperiodicity = np.clip(_smooth_time(arrays.target_aperiodicity[index].astype(np.float64)), 0.0, 1.0)
+    return WorldFeatures(f0, np.exp(log_env), np.ascontiguousarray(aperiodicity), features.num_samples)
+
+
+def _smooth_time(frames: np.ndarray) -> np.ndarray:
+    """3-frame moving average along time of [T, B] (removes frame-to-frame exemplar jitter)."""
+    if len(frames) < 3:
+        return frames
+    padded = np.concatenate([frames[:1], frames, frames[-1:]])
+    return (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
+
+
+def stretch_features(features: WorldFeatures, rate: float) -> WorldFeatures:
+    """Resample WORLD frames in time so the speech is `rate` times faster ([T] -> [round(T / rate)])."""
+    if rate == 1.0:
+        return features
+    frames = len(features.f0)
+    new_frames = max(2, int(round(frames / rate)))
+    position = np.linspace(0.0, frames - 1.0, new_frames)
+    low = np.minimum(position.astype(int), frames - 2)
+    frac = (position - low)[:, None]
+    log_env = np.log(features.envelope + 1e-12)
+    envelope = np.exp(log_env[low] * (1.0 - frac) + log_env[low + 1] * frac)
+    aperiodicity = features.aperiodicity[low] * (1.0 - frac) + features.aperiodicity[low + 1] * frac
+    f0 = features.f0[np.rint(position).astype(int)]  # nearest frame: voicing decisions are not interpolated
+    return WorldFeatures(f0, envelope, aperiodicity, int(round(features.num_samples / rate)))
+
+
+def synthesize(features: WorldFeatures) -> np.ndarray:
+    """WORLD synthesis -> float32 waveform [S] of exactly `features.num_samples` samples."""
+    import pyworld
+
+    wave = pyworld.synthesize(np.ascontiguousarray(features.f0), np.ascontiguousarray(features.envelope),
+                              np.ascontiguousarray(features.aperiodicity), SAMPLE_RATE, FRAME_PERIOD_MS)
+    out = np.zeros(features.num_samples, np.float32)
+    n = min(len(wave), features.num_samples)
+    out[:n] = wave[:n]
+    return out
+
+
+def resample_to(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling of [S] from sample_rate to target_rate (float32)."""
+    if sample_rate == target_rate:
+        return np.asarray(waveform, np.float32)
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    common = gcd(int(sample_rate), int(target_rate))
+    return resample_poly(waveform, target_rate // common, sample_rate // common).astype(np.float32)
+
+
+def scale_segments(segments: list[Segment], factor: float) -> list[Segment]:
+    """Every start/end time multiplied by `factor` (used when the speaking rate changes)."""
+    return [Segment(s.label, s.start_s * factor, s.end_s * factor) for s in segments]
+
+
+def convert_speech(speech: Speech, params: ConversionParams, arrays: ConversionArrays, peak: float = 0.9
+                   ) -> Speech:
+    """Speech in the source voice -> the same words in the profile's voice (16 kHz), timing kept exact.
+
+    With params.rate != 1 the output lasts input_duration / rate (to the sample) and every word and phone
+    time is multiplied by output_duration / input_duration, so visemes stay on the sounds.
+    """
+    if speech.waveform.size < speech.sample_rate // 10:
+        raise ValueError("speech to convert is shorter than 0.1 s")
+    wave16 = resample_to(speech.waveform, speech.sample_rate)
+    features = stretch_features(convert_features(analyze(wave16), params, arrays), params.rate)
+    out = synthesize(features)
+    top = float(np.max(np.abs(out)))
+    if top > 1e-6:
+        out *= peak / top
+    factor = (len(out) / SAMPLE_RATE) / speech.duration_s
+    notes = list(speech.notes) + [f"voice converted ({params.method}); speaking rate x{params.rate:.3f}"]
+    return Speech(out, SAMPLE_RATE, speech.text, scale_segments(speech.words, factor),
+                  scale_segments(speech.phones, factor), speech.phone_set, f"{speech.source}+voice", notes)
+
+
+WARP_GRID = (0.88, 0.94, 1.0, 1.06, 1.12, 1.2)
+GAIN_SMOOTHING_BINS = 3.0  # Gaussian sigma (FFT bins, 15.6 Hz each) of the average-envelope gain
+
+
+@dataclass
+class FitReport:
+    """What `fit_conversion` tried: candidate name -> Resemblyzer cosine to the reference clip."""
+
+    scores: dict[str, float]
+    chosen: str
+
+
+def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: float = 1.0,
+                   methods: tuple[str, ...] = METHODS) -> tuple[ConversionParams, ConversionArrays, FitReport]:
+    """Estimate a conversion from the Piper voice to the speaker of `reference` (16 kHz waveform [S]).
+
+    calibration: Piper speech of a fixed text (the source voice's statistics and the material on which the
+    candidates are compared). embed(waveform16k [S]) -> unit speaker embedding [E]. Every candidate (global
+    conversion at each warp in WARP_GRID, and the exemplar-frame mapping) converts the calibration speech, and
+    the one whose embedding is closest to the reference's wins. Only the reference clip is used as target.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    if reference.ndim != 1:
+        raise ValueError(f"reference must be a mono waveform [S], got {reference.shape}")
+    target = analyze(reference)
+    source = analyze(resample_to(calibration.waveform, calibration.sample_rate))
+    s_mean, s_std = log_f0_stats(source.f0)
+    t_mean, t_std = log_f0_stats(target.f0)
+    target_log = np.log(target.envelope + 1e-12)
+    source_log = np.log(source.envelope + 1e-12)
+    target_voiced_mean = target_log[target.f0 > 0].mean(axis=0)
+
+    speech_frames = _speech_frames(target.envelope)
+    target_cep = mel_cepstra(target.envelope[speech_frames])
+    source_cep = mel_cepstra(source.envelope[_speech_frames(source.envelope)])
+    keep = np.linspace(0, len(target_cep) - 1, min(len(target_cep), MAX_REFERENCE_FRAMES)).astype(int)
+    t_cmean, t_cstd = target_cep.mean(0), target_cep.std(0) + 1e-6
+    exemplars = dict(target_cepstra=((target_cep - t_cmean) / t_cstd)[keep],
+                     target_log_envelope=target_log[speech_frames][keep].astype(np.float32),
+                     target_aperiodicity=target.aperiodicity[speech_frames][keep].astype(np.float32))
+    base = dict(source_log_f0_mean=s_mean, source_log_f0_std=s_std, target_log_f0_mean=t_mean,
+                target_log_f0_std=t_std, rate=rate)
+    reference_embedding = embed(reference)
+    candidates: dict[str, tuple[ConversionParams, ConversionArrays]] = {}
+    if "global" in methods:
+        for warp in WARP_GRID:
+            warped_mean = warp_log_envelope(source_log[source.f0 > 0], warp).mean(axis=0)
+            gain = gaussian_filter1d(target_voiced_mean - warped_mean, GAIN_SMOOTHING_BINS)
+            arrays = ConversionArrays(gain.astype(np.float32), source_cep.mean(0), source_cep.std(0) + 1e-6)
+            candidates[f"global warp {warp:.2f}"] = (ConversionParams("global", warp=warp, **base), arrays)
+    if "frames" in methods:
+        arrays = ConversionArrays(np.zeros(N_BINS, np.float32), source_cep.mean(0), source_cep.std(0) + 1e-6,
+                                  **exemplars)
+        candidates["frames"] = (ConversionParams("frames", **base), arrays)
+    if not candidates:
+        raise ValueError(f"no conversion method selected; choose from {METHODS}")
+    scores = {}
+    for name, (params, arrays) in candidates.items():
+        converted = synthesize(convert_features(source, params, arrays))
+        scores[name] = float(np.dot(embed(converted), reference_embedding))
+    chosen = max(scores, key=scores.get)
+    params, arrays = candidates[chosen]
+    if params.method == "global":  # exemplars are only needed by the frames method
+        arrays = ConversionArrays(arrays.envelope_gain, arrays.cepstrum_mean, arrays.cepstrum_std)
+    return params, arrays, FitReport(scores, chosen)
+
+
+def _speech_frames(envelope: np.ndarray, range_db: float = 35.0) -> np.ndarray:
+    """Boolean [T]: frames whose envelope power is within `range_db` of the loudest frame (speech, not pause)."""
+    level = 10.0 * np.log10(np.sum(envelope, axis=1) + 1e-20)
+    frames = level > level.max() - range_db
+    if frames.sum() < 20:
+        raise ValueError("too few speech frames in the reference to learn a voice from")
+    return frames
