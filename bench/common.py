@@ -10,16 +10,20 @@ import time
 from typing import Callable
 
 
-def time_ms(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> tuple[float, float]:
-    """(median, best) wall time of fn() in milliseconds, after `warmup` untimed calls."""
+def time_ms(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> tuple[float, float, float]:
+    """(median wall, best wall, median CPU) time of fn() in milliseconds, after `warmup` untimed calls.
+
+    CPU time is summed over this process's threads; on a machine shared with other busy processes it
+    says what the work costs when wall time is inflated by waiting for a core."""
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         times.append(1000.0 * (time.perf_counter() - start))
-    return statistics.median(times), min(times)
+        cpu_times.append(1000.0 * (time.process_time() - cpu_start))
+    return statistics.median(times), min(times), statistics.median(cpu_times)
 
 
 def peak_rss_mb() -> float:

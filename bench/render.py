@@ -3,7 +3,9 @@
 Scene: N Gaussians on and just under an ellipsoid "head" (semi-axes 9 x 12 x 10 cm), scales of a few mm,
 random rotations, colours and opacities, seen from 0.5 m by a 30 degree camera that the head fills.
 forward = render without autograd (display path); forward_backward = render with autograd + backward of
-a loss on colour, alpha and depth (training path). Times are medians (and bests) after warm-up.
+a loss on colour, alpha and depth (training path). Times are medians (and bests) of wall time after
+warm-up, plus the median CPU time summed over threads (what the work costs on a machine shared with
+other busy processes, where wall time includes waiting for a core).
 compile_s = numba's one-time cold compile, measured in a subprocess with an empty NUMBA_CACHE_DIR;
 cached_load_s = the same subprocess once the cache is filled (the cost of every later start).
 Sets OMP_WAIT_POLICY=PASSIVE unless set (see below); the machine's other load is not controlled, so run it
@@ -60,10 +62,11 @@ def measure(n: int, size: int, repeats: int) -> dict:
         out = render_gaussians(*inputs, camera, background, backend="cpu")
         (out.color.sum() + out.alpha.sum() + 0.1 * out.depth.sum()).backward()
 
-    fwd_median, fwd_best = time_ms(forward, repeats)
-    fb_median, fb_best = time_ms(forward_backward, repeats)
+    fwd_median, fwd_best, fwd_cpu = time_ms(forward, repeats)
+    fb_median, fb_best, fb_cpu = time_ms(forward_backward, repeats)
     return {"gaussians": n, "size": f"{size}x{size}", "forward_ms": fwd_median, "forward_backward_ms": fb_median,
-            "forward_best_ms": fwd_best, "forward_backward_best_ms": fb_best}
+            "forward_best_ms": fwd_best, "forward_backward_best_ms": fb_best,
+            "forward_cpu_ms": fwd_cpu, "forward_backward_cpu_ms": fb_cpu}
 
 
 _COMPILE_SNIPPET = (
@@ -103,7 +106,8 @@ def main() -> None:
         for n in COUNTS:
             rows.append(measure(n, size, args.repeats))
             print(f"measured {n} Gaussians at {size}x{size}", file=sys.stderr, flush=True)
-    columns = ["gaussians", "size", "forward_ms", "forward_best_ms", "forward_backward_ms", "forward_backward_best_ms"]
+    columns = ["gaussians", "size", "forward_ms", "forward_best_ms", "forward_cpu_ms",
+               "forward_backward_ms", "forward_backward_best_ms", "forward_backward_cpu_ms"]
     table = format_table(rows, columns)
     peak = peak_rss_mb()
     table += f"\ncompile_s {compile_s:.2f} (cold), cached load {cached_load_s:.2f} s; peak RSS {peak:.0f} MB; "

@@ -1,27 +1,30 @@
-"""CPU tile rasterizer of projected 2D Gaussians: forward and backward in numba, behind torch autograd.
+"""CPU tile rasterizer of 3D Gaussians: forward and backward in numba, behind one torch autograd Function.
 
 Why numba (and not a C++/OpenMP torch extension): it needs no compiler toolchain on the user's machine
-(a pip wheel suffices, and a C++ extension would compile on first use anyway), compiles to the same LLVM
-vector code as clang for these branch-free loops, caches the machine code on disk (`cache=True`: ~0.3 s to
-load instead of several seconds to compile), and its `prange` gives tile-level threads without a build
-system. What it lacks, SVML (vectorised `exp`), we replace by a polynomial `exp` (`_exp_neg`).
+(a pip wheel suffices; a torch C++ extension compiles on first use and needs g++ and headers), compiles
+through LLVM to the same vector code as clang for these branch-free loops, caches the machine code on disk
+(`cache=True`: under a second to load instead of a cold compile of ~10-30 s), and its `prange` gives
+tile-level threads without a build system. What it lacks, SVML (vectorised `exp`), we replace by a
+polynomial `exp` (`_exp_neg`). Two numba details matter for speed: `error_model="numpy"` (Python's
+zero-division check is a branch that stops LLVM from vectorising any loop with a division), and pixel
+loops that start at index 0 of a slice (LLVM does not vectorise them from a variable start offset).
 
-Algorithm (3DGS / gsplat "classic", same rules as `render.reference`):
-1. Bin: Gaussians sorted by camera depth (stable) are binned into 16x16 pixel tiles by counting sort,
-   so each tile's list is already in depth order. A Gaussian touches the tiles of the exact bounding box
-   of the ellipse where alpha can reach 1/255, i.e. d^T conic d <= 2 ln(255 opacity) (plus one pixel of
-   slack for rounding); outside it alpha < 1/255 so the pixel would skip it anyway, which makes the
-   tiling invisible: the result equals the per-pixel reference.
-2. Forward, per tile (threads over tiles), per Gaussian front to back, over the tile's 256 pixels in a
-   branch-free (vectorised) loop: alpha = min(0.99, opacity exp(-0.5 d^T conic d)); skip alpha < 1/255;
-   stop a pixel before the Gaussian that would take its transmittance T to <= 1e-4 (gsplat's rule);
-   stop the tile when all its pixels stopped. Stores per pixel the final T and the number of list
-   entries walked up to its last contributor.
-3. Backward, per tile, back to front from each pixel's last contributor, recovering T_k = T_{k+1} /
-   (1 - alpha_k) (3DGS), and writing one gradient row per (tile, Gaussian) intersection; rows are then
-   summed per Gaussian in a fixed serial order (deterministic, no atomics).
+Pipeline per frame (3DGS / gsplat "classic" rules, identical to `render.reference` pixel by pixel):
+1. `render.cpu_projection`: EWA projection (0.3 px^2 low-pass, near plane 0.01) and a stable radix sort
+   of the Gaussians in front of the near plane by camera depth.
+2. `render.cpu_binning`: per-tile lists in depth order (counting sort; exact ellipse-tile test).
+3. Forward, threads over 16x16 tiles, per Gaussian front to back, over the pixel rows of the tile that
+   its ellipse reaches, in a branch-free (vectorised) loop: alpha = min(0.99, opacity exp(-0.5 d^T conic
+   d)); skip alpha < 1/255; stop a pixel before the Gaussian that would take its transmittance T to
+   <= 1e-4 (gsplat's rule); stop the tile when all its pixels have stopped. Stores per pixel the final T
+   and the number of list entries up to its last contributor.
+4. Backward, per tile, back to front from each pixel's last contributor, recovering T_k = T_{k+1} /
+   (1 - alpha_k) as 3DGS does, writing one gradient row per (tile, Gaussian) intersection; the rows are
+   summed per Gaussian in a fixed order (deterministic, no atomics), then chained through the projection
+   by hand (`project_backward`) and through the sigmoid of the opacity.
 Outputs are *premultiplied* (no background): colour sum_i w_i c_i, alpha 1 - T, depth sum_i w_i z_i with
 w_i = alpha_i T_i; the caller composites the background with torch so its gradient comes for free.
+Memory is O(N + intersections + pixels); nothing of size pixels x Gaussians.
 """
 from __future__ import annotations
 
@@ -39,15 +42,13 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from render.camera import Camera  # noqa: E402
+from render.cpu_binning import ALPHA_MIN, PRANGE_ONLY, TILE, bin_tiles  # noqa: E402
 from render.cpu_projection import SCREEN_COLUMNS, depth_order, fov_limits, project_backward, project_forward  # noqa: E402
 
-TILE = 16
 TILE_PIXELS = TILE * TILE
-ALPHA_MIN = np.float32(1.0 / 255.0)
 ALPHA_MAX = np.float32(0.99)
 T_STOP = np.float32(1e-4)
-GRAD_COLUMNS = 10  # u, v, conic a, b, c, opacity, r, g, b, depth
-PARAM_COLUMNS = 12  # the same + the rows y_min, y_max its ellipse can reach
+GRAD_COLUMNS = 10  # u, v, conic a, b, c, opacity, r, g, b, depth (the first 10 of PARAM_COLUMNS)
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -91,121 +92,6 @@ def _exp_neg(x):
     return p * s
 
 
-@nb.njit(inline="always", error_model="numpy")
-def _ellipse_meets_rect(a, b, c, level, xl, xh, yl, yh):
-    """Whether d^T [[a, b], [b, c]] d <= level for some d in [xl, xh] x [yl, yh] (offsets from the
-    mean): the minimum of a convex quadratic over a rectangle is inside it or on one of its edges."""
-    if xl <= 0.0 <= xh and yl <= 0.0 <= yh:
-        return True
-    # Vertical edges dx = xl, xh (best dy clamped), then horizontal edges dy = yl, yh.
-    dy = min(max(-b * xl / c, yl), yh)
-    best = a * xl * xl + 2.0 * b * xl * dy + c * dy * dy
-    dy = min(max(-b * xh / c, yl), yh)
-    best = min(best, a * xh * xh + 2.0 * b * xh * dy + c * dy * dy)
-    dx = min(max(-b * yl / a, xl), xh)
-    best = min(best, a * dx * dx + 2.0 * b * dx * yl + c * yl * yl)
-    dx = min(max(-b * yh / a, xl), xh)
-    best = min(best, a * dx * dx + 2.0 * b * dx * yh + c * yh * yh)
-    return best <= level
-
-
-@nb.njit(inline="always")
-def _tile_span(u, v, a, b, c, op, tiles_x, tiles_y):
-    """Bounding tile range (x0, x1, y0, y1) and ellipse level of one Gaussian; empty when it cannot
-    reach alpha 1/255 anywhere."""
-    det = a * c - b * b
-    if not (op >= ALPHA_MIN and det > 0.0 and a > 0.0):
-        return 0, 0, 0, 0, 0.0
-    level = 2.0 * math.log(op / ALPHA_MIN)  # d^T conic d bound where alpha >= 1/255
-    half_w = math.sqrt(level * c / det) + 1.0
-    half_h = math.sqrt(level * a / det) + 1.0
-    x0 = int(min(max(math.floor((u - half_w) / TILE), 0.0), float(tiles_x)))
-    x1 = int(min(max(math.floor((u + half_w) / TILE) + 1.0, 0.0), float(tiles_x)))
-    y0 = int(min(max(math.floor((v - half_h) / TILE), 0.0), float(tiles_y)))
-    y1 = int(min(max(math.floor((v + half_h) / TILE) + 1.0, 0.0), float(tiles_y)))
-    return x0, x1, y0, y1, level
-
-
-@nb.njit(inline="always")
-def _tile_hit(u, v, a, b, c, level, tx, ty):
-    # Pixel centres of the tile, widened by one pixel of slack for float32 rounding in the raster loop.
-    xl = tx * TILE + 0.5 - 1.0 - u
-    yl = ty * TILE + 0.5 - 1.0 - v
-    return _ellipse_meets_rect(a, b, c, level, xl, xl + TILE + 1.0, yl, yl + TILE + 1.0)
-
-
-@nb.njit(cache=True, parallel=True, error_model="numpy")
-def _bin_tiles(screen, opacities, colors, order, width, height):
-    """Bin the depth-ordered Gaussians `order` into the tiles their alpha >= 1/255 ellipse meets.
-
-    Returns params [M, 12] (u, v, a, b, c, opacity, r, g, b, z, y_min, y_max in list order), tile_offsets
-    [tiles + 1], tile_items [n_isect] (rows of params, each tile's slice in depth order), and per
-    Gaussian its intersections' positions in tile_items (pair_offsets [M + 1], pair_slots [n_isect]).
-    """
-    tiles_x = (width + TILE - 1) // TILE
-    tiles_y = (height + TILE - 1) // TILE
-    m = order.shape[0]
-    params = np.empty((m, PARAM_COLUMNS), np.float32)
-    per_gaussian = np.zeros(m + 1, np.int64)
-    spans = np.empty((m, 4), np.int64)
-    levels = np.empty(m, np.float64)
-    hit_bits = np.zeros(m, np.uint64)  # the tile test's answers when the span has <= 64 tiles
-    for i in nb.prange(m):
-        g = order[i]
-        u, v = float(screen[g, 0]), float(screen[g, 1])
-        a, b, c = float(screen[g, 2]), float(screen[g, 3]), float(screen[g, 4])
-        op = float(opacities[g])
-        x0, x1, y0, y1, level = _tile_span(u, v, a, b, c, op, tiles_x, tiles_y)
-        spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3] = x0, x1, y0, y1
-        levels[i] = level
-        half_h = math.sqrt(level * a / max(a * c - b * b, 1e-30)) + 1.0
-        params[i, 0], params[i, 1], params[i, 2], params[i, 3], params[i, 4], params[i, 5] = u, v, a, b, c, op
-        params[i, 6], params[i, 7], params[i, 8] = colors[g, 0], colors[g, 1], colors[g, 2]
-        params[i, 9], params[i, 10], params[i, 11] = screen[g, 5], v - half_h, v + half_h
-        n_hit = 0
-        bits = np.uint64(0)
-        bit = np.uint64(1)
-        for ty in range(y0, y1):
-            for tx in range(x0, x1):
-                if _tile_hit(u, v, a, b, c, level, tx, ty):
-                    n_hit += 1
-                    bits |= bit
-                bit = bit << np.uint64(1)
-        hit_bits[i] = bits
-        per_gaussian[i + 1] = n_hit
-    pair_offsets = np.cumsum(per_gaussian)
-    pair_tiles = np.empty(pair_offsets[-1], np.int32)
-    for i in nb.prange(m):
-        g = order[i]
-        u, v = float(screen[g, 0]), float(screen[g, 1])
-        a, b, c = float(screen[g, 2]), float(screen[g, 3]), float(screen[g, 4])
-        x0, x1, y0, y1, level = spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], levels[i]
-        small = (x1 - x0) * (y1 - y0) <= 64
-        bits = hit_bits[i]
-        bit = np.uint64(1)
-        k = pair_offsets[i]
-        for ty in range(y0, y1):
-            for tx in range(x0, x1):
-                if ((bits & bit) != 0) if small else _tile_hit(u, v, a, b, c, level, tx, ty):
-                    pair_tiles[k] = ty * tiles_x + tx
-                    k += 1
-                bit = bit << np.uint64(1)
-    counts = np.zeros(tiles_x * tiles_y + 1, np.int64)
-    for k in range(pair_tiles.shape[0]):
-        counts[pair_tiles[k] + 1] += 1
-    offsets = np.cumsum(counts)
-    cursor = offsets[:-1].copy()
-    items = np.empty(pair_tiles.shape[0], np.int32)
-    pair_slots = np.empty(pair_tiles.shape[0], np.int64)
-    for i in range(m):  # serial, in depth order: each tile's slice comes out depth-sorted
-        for k in range(pair_offsets[i], pair_offsets[i + 1]):
-            t = pair_tiles[k]
-            items[cursor[t]] = i
-            pair_slots[k] = cursor[t]
-            cursor[t] += 1
-    return params, offsets, items, pair_offsets, pair_slots
-
-
 @nb.njit(inline="always")
 def _row_range(params, i, tile_y):
     """Rows [lo, hi) of the tile that Gaussian i can reach (its ellipse's y extent, with slack)."""
@@ -215,7 +101,7 @@ def _row_range(params, i, tile_y):
     return max(lo, 0), min(hi, TILE)
 
 
-@nb.njit(cache=True, fastmath=True, parallel=True, error_model="numpy")
+@nb.njit(cache=True, fastmath=True, parallel=PRANGE_ONLY, error_model="numpy")
 def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, out_depth, out_T, out_count):
     """Front-to-back compositing per tile; fills the [H, W(, 3)] outputs and out_T / out_count."""
     tiles_x = (width + TILE - 1) // TILE
@@ -299,7 +185,7 @@ def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, 
                 out_count[y, x] = count[p]
 
 
-@nb.njit(cache=True, fastmath=True, parallel=True, error_model="numpy")
+@nb.njit(cache=True, fastmath=True, parallel=PRANGE_ONLY, error_model="numpy")
 def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad_color, grad_alpha, grad_depth):
     """Back-to-front gradient walk per tile; returns one gradient row [n_isect, 10] per intersection."""
     tiles_x = (width + TILE - 1) // TILE
@@ -415,7 +301,7 @@ def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad
     return rows
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=PRANGE_ONLY)
 def _reduce_rows(rows, pair_offsets, pair_slots, order, n_gaussians):
     """Sum each Gaussian's intersection rows (fixed order per Gaussian: deterministic); scatter to
     input order as screen gradients [N, 6] (u, v, a, b, c, z), opacity [N] and colour [N, 3] grads."""
@@ -470,7 +356,7 @@ class RasterizeCPU(torch.autograd.Function):
         in_front = np.empty(n, np.uint8)
         project_forward(arrays[0], arrays[1], arrays[2], view, intrinsics, limits, screen, in_front)
         order = depth_order(screen[:, 5], in_front)
-        params, offsets, items, pair_offsets, pair_slots = _bin_tiles(screen, opacities, arrays[3], order,
+        params, offsets, items, pair_offsets, pair_slots = bin_tiles(screen, opacities, arrays[3], order,
                                                                       width, height)
         color = np.zeros((height, width, 3), np.float32)
         alpha = np.zeros((height, width), np.float32)

@@ -12,6 +12,8 @@ import math
 import numba as nb
 import numpy as np
 
+from render.cpu_binning import PRANGE_ONLY
+
 NEAR_PLANE = np.float32(0.01)
 LOW_PASS = np.float32(0.3)
 FOV_CLAMP_MARGIN = 0.3
@@ -36,7 +38,7 @@ def _rotation(qw, qx, qy, qz):
     )
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=PRANGE_ONLY)
 def project_forward(means, quats, log_scales, view, intrinsics, limits, screen, in_front):
     """Fill screen [N, 6] (u, v, conic a, b, c, z) and in_front [N] (uint8). Computed in float64."""
     fx, fy, cx, cy = intrinsics[0], intrinsics[1], intrinsics[2], intrinsics[3]
@@ -79,7 +81,7 @@ def project_forward(means, quats, log_scales, view, intrinsics, limits, screen, 
         screen[i, 4] = cxx / det
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=PRANGE_ONLY)
 def project_backward(means, quats, log_scales, view, intrinsics, limits, in_front, grad_screen,
                      grad_means, grad_quats, grad_log_scales):
     """Chain grad_screen [N, 6] (d/du, d/dv, d/da, d/db, d/dc, d/dz) to the 3D parameters (float64 math)."""

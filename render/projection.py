@@ -1,7 +1,7 @@
 """EWA projection of 3D Gaussians to screen-space 2D Gaussians, vectorised in torch (differentiable).
 
-The CPU backend rasterizes the 2D Gaussians in numba; the gradients the rasterizer returns for the
-2D parameters (mean, conic, depth, opacity, colour) flow back through this module by torch autograd.
+The torch twin of `render.cpu_projection` (numba, hand-written backward), which tests compare against
+this module's outputs and autograd gradients; also handy for anyone needing screen-space footprints.
 Rules (shared with `render.reference`, which re-derives them per Gaussian, and with gsplat):
 - camera space: p = R @ mean + t (OpenCV: +z forward); Gaussians with z < NEAR_PLANE (0.01 scene units,
   i.e. 1 cm for a scene in metres) are culled (gsplat's default near plane).
