@@ -63,18 +63,14 @@ _C4 = np.float32(1 / 24)
 _C5 = np.float32(1 / 120)
 _C6 = np.float32(1 / 720)
 _C7 = np.float32(1 / 5040)
-_P1 = np.float32(0.5)
-_P2 = np.float32(0.25)
-_P4 = np.float32(1 / 16)
-_P8 = np.float32(1 / 256)
 
 
 @nb.njit(inline="always", fastmath=True)
 def _exp_neg(x):
     """exp(x) for float32 x in [-6, 0], branch-free so that loops calling it vectorise (~2 ulp).
 
-    x = -m ln2 + r with |r| <= ln2/2; exp(r) by a degree-7 Taylor polynomial (error < 1e-8);
-    2^-m (m in 0..9) by selecting powers of two from m's bits (exact).
+    x = n ln2 + r with |r| <= ln2/2; exp(r) by a degree-7 Taylor polynomial (error < 1e-8);
+    2^n (n in -9..0) built from its float32 bit pattern (exact).
     """
     n = np.floor(x * _LOG2E + _HALF)
     r = (x - n * _LN2_HI) - n * _LN2_LO
@@ -86,10 +82,8 @@ def _exp_neg(x):
     p = p * r + _C2
     p = p * r + _F1
     p = p * r + _F1
-    m = np.int32(-n)
-    s = (_P1 if (m & 1) else _F1) * (_P2 if (m & 2) else _F1)
-    s = s * (_P4 if (m & 4) else _F1) * (_P8 if (m & 8) else _F1)
-    return p * s
+    scale = np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
+    return p * scale
 
 
 @nb.njit(inline="always")
@@ -358,11 +352,12 @@ class RasterizeCPU(torch.autograd.Function):
         order = depth_order(screen[:, 5], in_front)
         params, offsets, items, pair_offsets, pair_slots = bin_tiles(screen, opacities, arrays[3], order,
                                                                       width, height)
-        color = np.zeros((height, width, 3), np.float32)
-        alpha = np.zeros((height, width), np.float32)
-        depth = np.zeros((height, width), np.float32)
-        final_T = np.ones((height, width), np.float32)
-        counts = np.zeros((height, width), np.int32)
+        # Every pixel is written by its tile, so no initialisation.
+        color = np.empty((height, width, 3), np.float32)
+        alpha = np.empty((height, width), np.float32)
+        depth = np.empty((height, width), np.float32)
+        final_T = np.empty((height, width), np.float32)
+        counts = np.empty((height, width), np.int32)
         _forward_tiles(params, offsets, items, width, height, color, alpha, depth, final_T, counts)
         ctx.saved = (arrays, opacities, view, intrinsics, limits, in_front, params, offsets, items,
                      pair_offsets, pair_slots, order, final_T, counts, width, height)
