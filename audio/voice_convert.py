@@ -10,8 +10,10 @@ half, Resemblyzer cosine against the held-back second half, plain Piper 0.45-0.5
 - "frames" conversion (a kNN-VC-like exemplar mapping): every frame's envelope and aperiodicity is replaced by
   the reference frame nearest to it in speaker-normalised mel cepstrum, so the timbre is literally the
   reference's. 0.52-0.72; better than global on three clips, worse on two.
-- Tried and dropped: an extra 40-band EQ optimised through the Resemblyzer encoder (+0.015, 30-90 s per
-  voice on the shared CPU). Kokoro-82M style vectors were not tried (time).
+- Tried and dropped (judged on similarity to the FIRST half and pocketsphinx WER on the calibration text):
+  an extra 40-band EQ optimised through the Resemblyzer encoder (+0.015, 30-90 s per voice on the shared
+  CPU); blending global and exemplar envelopes (+0.01, WER +10-15 points); shifting the aperiodicity to the
+  reference's mean (no gain). Kokoro-82M style vectors were not tried (not installed; time).
 So `fit_conversion` tries both methods (global with several warp factors) on a fixed calibration sentence and
 keeps the candidate whose output is most similar to the reference clip itself (never to held-out audio).
 
@@ -286,7 +288,8 @@ def convert_speech(speech: Speech, params: ConversionParams, arrays: ConversionA
                   scale_segments(speech.phones, factor), speech.phone_set, f"{speech.source}+voice", notes)
 
 
-WARP_GRID = (0.88, 0.94, 1.0, 1.06, 1.12, 1.2)
+WARP_GRID = (0.88, 0.94, 1.0, 1.06, 1.12, 1.2, 1.28)
+MIN_EXEMPLAR_SPEECH_S = 8.0  # the frames method needs this much reference speech (phone coverage)
 GAIN_SMOOTHING_BINS = 3.0  # Gaussian sigma (FFT bins, 15.6 Hz each) of the average-envelope gain
 
 
@@ -306,6 +309,8 @@ def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: floa
     candidates are compared). embed(waveform16k [S]) -> unit speaker embedding [E]. Every candidate (global
     conversion at each warp in WARP_GRID, and the exemplar-frame mapping) converts the calibration speech, and
     the one whose embedding is closest to the reference's wins. Only the reference clip is used as target.
+    The frames method is only tried with at least MIN_EXEMPLAR_SPEECH_S of reference speech: with 2.5 s of
+    exemplars (a 5 s clip's half) it chose frames once and pocketsphinx then misheard 90 % of the words.
     """
     from scipy.ndimage import gaussian_filter1d
 
@@ -337,7 +342,8 @@ def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: floa
             gain = gaussian_filter1d(target_voiced_mean - warped_mean, GAIN_SMOOTHING_BINS)
             arrays = ConversionArrays(gain.astype(np.float32), source_cep.mean(0), source_cep.std(0) + 1e-6)
             candidates[f"global warp {warp:.2f}"] = (ConversionParams("global", warp=warp, **base), arrays)
-    if "frames" in methods:
+    exemplar_s = len(target_cep) * FRAME_PERIOD_MS / 1000.0
+    if "frames" in methods and exemplar_s >= MIN_EXEMPLAR_SPEECH_S:
         arrays = ConversionArrays(np.zeros(N_BINS, np.float32), source_cep.mean(0), source_cep.std(0) + 1e-6,
                                   **exemplars)
         candidates["frames"] = (ConversionParams("frames", **base), arrays)
