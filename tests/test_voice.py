@@ -1,0 +1,126 @@
+"""Voice profiles (audio.voice): reference checks with clear messages, the library left unchanged on bad
+input, and a real clip learned, saved, loaded and used (shared data; Piper and Resemblyzer on the CPU)."""
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio import voice
+from audio.voice_convert import SAMPLE_RATE
+
+LJ = "speech/ljspeech_LJ001-0001.wav"  # 9.7 s, female
+LIBRI = "speech/librispeech_61-70968-0000.flac"  # 4.9 s, male
+
+
+def write_wav(path: Path, samples: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sr)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return voice.speaker_encoder()
+
+
+@pytest.fixture(scope="module")
+def clips(shared_data):
+    from audio.io import decode_audio
+
+    return {name: decode_audio(shared_data / name, SAMPLE_RATE)[0] for name in (LJ, LIBRI)}
+
+
+def assert_refused(clip: Path, home: Path, encoder, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        voice.add_voice(clip, "alice", engine=object(), encoder=encoder, home=home)  # engine unused: fails first
+    assert voice.list_voices(home) == []
+    assert not voice.voices_dir(home).exists() or not any(voice.voices_dir(home).iterdir())
+
+
+def test_too_short_reference_is_refused(tmp_path, shared_data, encoder):
+    assert_refused(shared_data / LIBRI, tmp_path, encoder, "of speech; record at least 5 s")
+
+
+def test_silent_reference_is_refused(tmp_path, encoder):
+    assert_refused(write_wav(tmp_path / "silent.wav", np.zeros(SAMPLE_RATE * 8)), tmp_path, encoder, "silent")
+
+
+def test_noise_is_refused(tmp_path, encoder):
+    noise = np.random.default_rng(0).normal(0.0, 0.1, SAMPLE_RATE * 8)
+    assert_refused(write_wav(tmp_path / "noise.wav", noise), tmp_path, encoder, "does not sound like speech")
+
+
+def test_music_is_refused(tmp_path, encoder):
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    notes = [220, 247, 262, 294, 330, 349, 392, 440]
+    music = np.concatenate([sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, 6)) * np.exp(-0.5 * t)
+                            for f in notes])
+    assert_refused(write_wav(tmp_path / "music.wav", 0.2 * music), tmp_path, encoder, "music")
+
+
+def test_two_speakers_are_refused(tmp_path, clips, encoder):
+    both = np.concatenate([clips[LJ][: len(clips[LJ]) // 2], clips[LIBRI]])
+    assert_refused(write_wav(tmp_path / "two.wav", both), tmp_path, encoder, "more than one speaker")
+
+
+def test_clipped_reference_is_refused(tmp_path, clips, encoder):
+    loud = clips[LJ] / np.max(np.abs(clips[LJ])) * 4.0
+    assert_refused(write_wav(tmp_path / "clipped.wav", loud), tmp_path, encoder, "clipped")
+
+
+def test_quiet_reference_is_refused(tmp_path, clips, encoder):
+    quiet = clips[LJ] / np.max(np.abs(clips[LJ])) * 0.015
+    assert_refused(write_wav(tmp_path / "quiet.wav", quiet), tmp_path, encoder, "too quiet")
+
+
+def test_corrupt_file_is_refused(tmp_path, encoder):
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(np.random.default_rng(1).integers(0, 255, 500)))
+    assert_refused(bad, tmp_path, encoder, "decode|corrupt|not an audio")
+
+
+def test_bad_name_is_refused_before_any_work(tmp_path, encoder):
+    with pytest.raises(ValueError, match="must not contain"):
+        voice.add_voice(tmp_path / "missing.wav", "../evil", engine=object(), encoder=encoder, home=tmp_path)
+
+
+def test_voice_is_learned_saved_and_used(tmp_path, shared_data, encoder, clips):
+    """One real clip end to end: saved files, listing, round trip, and the converted Piper speech sounds more
+    like the reference than the plain voice does (Resemblyzer, against the clip itself)."""
+    from audio.tts import PiperEngine, SpeakOptions
+
+    engine = PiperEngine()
+    profile = voice.add_voice(shared_data / LJ, "lj", engine=engine, encoder=encoder, home=tmp_path)
+    folder = voice.voice_path("lj", tmp_path)
+    assert {p.name for p in folder.iterdir()} == {"voice.json", "voice.safetensors", "reference.wav"}
+    assert voice.list_voices(tmp_path) == ["lj"]
+    assert profile.reference.speech_s >= 5.0 and profile.fit.chosen in profile.fit.scores
+    loaded = voice.load_profile("lj", tmp_path)
+    assert loaded.params == profile.params
+    np.testing.assert_array_equal(loaded.arrays.envelope_gain, profile.arrays.envelope_gain)
+
+    with pytest.raises(ValueError, match="exists already"):
+        voice.add_voice(shared_data / LJ, "lj", engine=engine, encoder=encoder, home=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no voice named 'bob'"):
+        voice.load_profile("bob", tmp_path)
+
+    plain = engine.synthesize("We walked along the river and talked about the garden.", SpeakOptions(noise_w_scale=0))
+    cloned = loaded.convert(plain)
+    target = voice.embed(encoder, voice.load_reference(folder / "reference.wav")[1])
+    from audio.voice_convert import resample_to
+
+    plain_similarity = float(voice.embed(encoder, resample_to(plain.waveform, plain.sample_rate)) @ target)
+    cloned_similarity = float(voice.embed(encoder, cloned.waveform) @ target)
+    assert cloned_similarity > plain_similarity + 0.05, (plain_similarity, cloned_similarity)
+    factor = cloned.duration_s / plain.duration_s
+    assert factor == pytest.approx(1.0 / loaded.params.rate, rel=2e-3)
+    assert [w.label for w in cloned.words] == [w.label for w in plain.words]
+    for before, after in zip(plain.phones, cloned.phones):
+        assert after.start_s == pytest.approx(before.start_s * factor, abs=1e-9)
