@@ -254,11 +254,17 @@ def _load_weights(module: nn.Module, path: Path, prefixes: tuple[str, ...]) -> N
     for prefix in prefixes:
         if prefix and any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
         raise ValueError(f"{path.name} does not fit the model described by config.json: {len(missing)} missing "
-                         f"keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
-                         f"Upstream F5-TTS checkpoints need a key adapter (see audio/f5tts.py)")
+                         f"keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+                         f"{len(wrong)} of another shape (e.g. {wrong[:2]}). Upstream F5-TTS checkpoints need "
+                         f"a key adapter (see audio/f5tts.py)")
+    module.load_state_dict(state, strict=True)
 
 
 class F5TTSEngine:
