@@ -43,7 +43,9 @@ from torch import Tensor  # noqa: E402
 
 from render.camera import Camera  # noqa: E402
 from render.cpu_binning import ALPHA_MIN, PRANGE_ONLY, TILE, bin_tiles  # noqa: E402
-from render.cpu_projection import SCREEN_COLUMNS, depth_order, fov_limits, project_backward, project_forward  # noqa: E402
+from render.cpu_projection import (  # noqa: E402
+    SCREEN_COLUMNS, depth_order, fov_limits, project_backward, project_forward,
+)
 
 TILE_PIXELS = TILE * TILE
 ALPHA_MAX = np.float32(0.99)
@@ -256,12 +258,12 @@ def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad
                 inv = _F1 / (_F1 - alpha)
                 t_k = trans_rows[p] * inv
                 w = alpha * t_k
-                d_alpha = (
-                    g_r_rows[p] * cr + g_g_rows[p] * cg + g_b_rows[p] * cbl + g_z_rows[p] * cz
-                ) * t_k - (
-                    g_r_rows[p] * behind_r_rows[p] + g_g_rows[p] * behind_g_rows[p] + g_b_rows[p] * behind_b_rows[p] + g_z_rows[p] * behind_z_rows[p]
-                    - g_a_rows[p] * t_final_rows[p]
-                ) * inv
+                # dL/dalpha_k = g . (c_k T_k - B_k / (1 - alpha_k)) + g_A T_final / (1 - alpha_k), where
+                # B_k is what the Gaussians behind k added (colour and depth), g the pixel's gradients.
+                own = g_r_rows[p] * cr + g_g_rows[p] * cg + g_b_rows[p] * cbl + g_z_rows[p] * cz
+                behind = (g_r_rows[p] * behind_r_rows[p] + g_g_rows[p] * behind_g_rows[p]
+                          + g_b_rows[p] * behind_b_rows[p] + g_z_rows[p] * behind_z_rows[p])
+                d_alpha = own * t_k - (behind - g_a_rows[p] * t_final_rows[p]) * inv
                 live = ok & (raw <= ALPHA_MAX)  # the 0.99 clamp has zero gradient
                 d_alpha = d_alpha if live else _F0
                 d_power = d_alpha * alpha
