@@ -6,6 +6,7 @@ This is the orchestration that the CLI (`avatar.cli`), the photo path (`avatar.p
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import time
@@ -56,6 +57,15 @@ def _resize_bytes(images: np.ndarray, size: int) -> Tensor:
     return torch.cat(out)
 
 
+def _fingerprint(clip, train_indices: list[int], holdout_indices: list[int]) -> str:
+    """A short hash of the clip's pixels, tracking and split (so a checkpoint is only resumed on the same data)."""
+    digest = hashlib.sha1()
+    digest.update(np.ascontiguousarray(clip.frames[:: max(1, clip.num_frames // 8)]).tobytes())
+    digest.update(np.ascontiguousarray(clip.coeffs).tobytes())
+    digest.update(repr((train_indices, holdout_indices)).encode())
+    return digest.hexdigest()[:16]
+
+
 def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None,
                  holdout_every: int | None = None) -> PreparedClip:
     """Resize the clip to `config.resolution`, build the extended-mesh rig and per-frame camera-space vertices,
@@ -90,6 +100,7 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
         camera=Camera(camera.fx, camera.fy, camera.cx, camera.cy, resolution, resolution, torch.eye(4)),
         train_indices=train_indices, holdout_indices=holdout_indices,
         head_boxes=head_box(torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)),
+        fingerprint=_fingerprint(clip, train_indices, holdout_indices),
     )
     plate = _resize_bytes(clip.background[None], resolution)[0]
     return PreparedClip(data, rig, topology, camera, plate)

@@ -63,7 +63,7 @@ class TrainConfig:
     densify_every: int = 200
     densify_from: int = 300
     densify_until_fraction: float = 0.7
-    densify_grad_threshold: float = 2e-4  # mean screen-space gradient norm of the bound means (NDC-ish units)
+    densify_grad_threshold: float = 2e-4  # mean gradient norm of the projected centres, NDC units (as 3DGS)
     split_log_scale: float = math.log(0.5)  # local log scale above which a densified Gaussian splits
     max_gaussians: int = 40000
     prune_opacity: float = 0.01
@@ -90,7 +90,7 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # <= 5 min here: 256 px, about 3k iterations.
-    "fast": TrainConfig(preset="fast", resolution=256, iterations=3000, time_budget_s=240.0),
+    "fast": TrainConfig(preset="fast", resolution=256, iterations=3000, time_budget_s=240.0, max_gaussians=15000),
     # <= 30 min here: 512 px, more Gaussians and iterations.
     "standard": TrainConfig(preset="standard", resolution=512, iterations=12000, time_budget_s=1500.0,
                             densify_every=300, densify_from=500, max_gaussians=80000, preview_every=1000),
@@ -125,6 +125,7 @@ class TrainingData:
     train_indices: list[int]
     holdout_indices: list[int]
     head_boxes: Tensor | None = None  # [T, 4] x0, y0, x1, y1 pixels of the head region (metrics only)
+    fingerprint: str = ""  # identifies the clip and split; a checkpoint of other data is not resumed
 
     def __post_init__(self) -> None:
         t = self.frames.shape[0]
@@ -213,7 +214,7 @@ def _checkpoint_paths(checkpoint_dir: Path) -> tuple[Path, Path]:
 
 def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Tensor, optimizer: torch.optim.Adam,
                     stats: dict[str, Tensor], iteration: int, elapsed_s: float, config: TrainConfig,
-                    history: dict[str, list[float]]) -> None:
+                    history: dict[str, list[float]], fingerprint: str = "") -> None:
     """Write parameters, Adam moments, densify statistics and the RNG state atomically."""
     tensors = {f"param.{k}": v.detach().contiguous() for k, v in params.items()}
     tensors["parent"] = parent.contiguous()
@@ -228,19 +229,25 @@ def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Ten
         tensors[f"stats.{k}"] = v.contiguous()
     tensors["rng"] = torch.get_rng_state()
     meta = {"version": CHECKPOINT_VERSION, "iteration": iteration, "elapsed_s": elapsed_s, "config": config.to_dict(),
-            "adam_steps": steps, "lrs": {g["name"]: g["lr"] for g in optimizer.param_groups}, "history": history}
+            "adam_steps": steps, "lrs": {g["name"]: g["lr"] for g in optimizer.param_groups}, "history": history,
+            "fingerprint": fingerprint}
     with atomic_folder(checkpoint_dir) as staging:
         tensor_path, json_path = _checkpoint_paths(staging)
         save_file(tensors, str(tensor_path))
         json_path.write_text(json.dumps(meta))
 
 
-def load_checkpoint(checkpoint_dir: Path, config: TrainConfig):
-    """Read a checkpoint; returns (params, parent, optimizer, stats, iteration, elapsed, history) or None."""
+def load_checkpoint(checkpoint_dir: Path, config: TrainConfig, fingerprint: str | None = None):
+    """Read a checkpoint; returns (params, parent, optimizer, stats, iteration, elapsed, history) or None.
+
+    None also when the checkpoint was made from other data (its fingerprint differs): that run is stale.
+    """
     tensor_path, json_path = _checkpoint_paths(checkpoint_dir)
     if not (tensor_path.is_file() and json_path.is_file()):
         return None
     meta = json.loads(json_path.read_text())
+    if fingerprint is not None and meta.get("fingerprint", "") != fingerprint:
+        return None
     if meta.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"checkpoint in {checkpoint_dir} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}")
     saved = TrainConfig.from_dict(meta["config"])
@@ -282,7 +289,9 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
     initial: starting (params, parent) instead of `initial_gaussians` on the first training frame.
     """
     torch.manual_seed(config.seed)
-    restored = load_checkpoint(checkpoint_dir, config) if (checkpoint_dir is not None and resume) else None
+    restored = None
+    if checkpoint_dir is not None and resume:
+        restored = load_checkpoint(checkpoint_dir, config, data.fingerprint)
     if restored is not None:
         params, parent, optimizer, stats, start, elapsed_before, history = restored
     else:
@@ -292,16 +301,18 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         stats = {"grad_accum": torch.zeros(parent.shape[0]), "grad_count": torch.zeros(parent.shape[0])}
         start, elapsed_before, history = 0, 0.0, {"iteration": [], "loss": [], "psnr": []}
     num_faces = int(data.faces.shape[0])
-    decay = config.lr_final_factor ** (1.0 / max(config.iterations, 1))
-    densify_until = int(config.densify_until_fraction * config.iterations)
     run_start = time.monotonic()
     last_checkpoint = run_start
     report_every = max(1, config.iterations // 100)
     iteration = start
     window_loss, window_psnr = [], []
     while iteration < config.iterations:
-        if elapsed_before + (time.monotonic() - run_start) > config.time_budget_s:
+        elapsed = elapsed_before + (time.monotonic() - run_start)
+        if elapsed > config.time_budget_s:
             break
+        # Schedules follow whichever budget runs out first (iterations or time), so a slow machine still
+        # anneals and stops densifying before the end.
+        schedule = max(iteration / config.iterations, elapsed / config.time_budget_s)
         index = data.train_indices[int(torch.randint(len(data.train_indices), (1,)))]
         background = torch.rand(3) if config.random_background else torch.zeros(3)
         out, means = render_frame(params, parent, data.vertices[index], data.faces, data.camera, background,
@@ -314,20 +325,22 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         loss.backward()
         with torch.no_grad():
             if means.grad is not None:
-                # Screen-space proxy: camera-space xy gradient scaled by depth / focal length.
+                # Gradient w.r.t. the projected centre in normalised device units (pixels * 2 / width), the
+                # quantity 3DGS thresholds: d loss / d xy_cam * z / fx gives per-pixel, * width / 2 gives NDC.
                 z = means[:, 2:3].clamp_min(1e-6)
-                screen = means.grad[:, :2] * z / data.camera.fx
+                screen = means.grad[:, :2] * z / data.camera.fx * (data.camera.width / 2)
                 stats["grad_accum"] += screen.norm(dim=-1)
                 stats["grad_count"] += 1
         optimizer.step()
         for group in optimizer.param_groups:
             if group["name"] == "local_means":
-                group["lr"] *= decay
+                group["lr"] = config.lr_means * config.lr_final_factor ** schedule
         iteration += 1
         window_loss.append(float(loss.detach()))
         window_psnr.append(psnr(out.color, target))
 
-        if config.densify_from <= iteration <= densify_until and iteration % config.densify_every == 0:
+        densifying = config.densify_from <= iteration and schedule <= config.densify_until_fraction
+        if densifying and iteration % config.densify_every == 0:
             mean_grad = stats["grad_accum"] / stats["grad_count"].clamp_min(1)
             plan = plan_densify(params, parent, mean_grad > config.densify_grad_threshold, config.split_log_scale,
                                 config.max_gaussians, num_faces, score=mean_grad)
@@ -345,7 +358,7 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
             history["psnr"].append(sum(window_psnr) / len(window_psnr))
             window_loss, window_psnr = [], []
             if progress is not None:
-                progress("training", iteration / config.iterations,
+                progress("training", max(iteration / config.iterations, elapsed / config.time_budget_s),
                          {"iteration": iteration, "loss": history["loss"][-1], "psnr": history["psnr"][-1],
                           "gaussians": int(parent.shape[0])})
         if preview is not None and config.preview_every and iteration % config.preview_every == 0:
@@ -354,10 +367,11 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         due_by_count = config.checkpoint_every_iterations and iteration % config.checkpoint_every_iterations == 0
         if checkpoint_dir is not None and (due_by_count or now - last_checkpoint > config.checkpoint_every_s):
             save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration,
-                            elapsed_before + now - run_start, config, history)
+                            elapsed_before + now - run_start, config, history, data.fingerprint)
             last_checkpoint = now
     elapsed = elapsed_before + time.monotonic() - run_start
     if checkpoint_dir is not None:
-        save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration, elapsed, config, history)
+        save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration, elapsed, config, history,
+                        data.fingerprint)
     return TrainResult(params={k: v.detach() for k, v in params.items()}, parent=parent, iterations=iteration,
                        seconds=elapsed, resumed_from=start, history=history)

@@ -168,3 +168,48 @@ def test_a_short_real_run_lowers_the_loss_and_saves_a_loadable_avatar(real_clip,
     vertices = loaded.camera_vertices(loaded.rotations[:1], loaded.translations[:1], loaded.expression_coeffs[:1])
     image = loaded.render(vertices[0], loaded.background.float() / 255).color
     assert image.shape == (64, 64, 3)
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
+    from dataclasses import replace
+
+    data = replace(make_synthetic_data(frames=8), fingerprint="clip-a")
+    config = preset("tiny", resolution=32, iterations=6)
+    assert train(data, config, checkpoint_dir=tmp_path).iterations == 6
+    assert train(data, preset("tiny", resolution=32, iterations=8), checkpoint_dir=tmp_path).resumed_from == 6
+    other = replace(data, fingerprint="clip-b")
+    assert train(other, preset("tiny", resolution=32, iterations=9), checkpoint_dir=tmp_path).resumed_from == 0
+
+
+def test_photo_avatar_fits_one_frame_and_says_nothing_was_held_out(tmp_path):
+    import imageio.v3 as iio
+    import skimage.data
+
+    from avatar.model import Avatar
+    from avatar.photo import build_photo_avatar, photo_config
+    from avatar.preprocess import preprocess_photo
+
+    iio.imwrite(tmp_path / "astronaut.png", skimage.data.astronaut())
+    clip = preprocess_photo(tmp_path / "astronaut.png", show_bar=False)
+    config = photo_config(resolution=64, iterations=15, time_budget_s=30.0)
+    build_photo_avatar(clip, "astronaut", tmp_path / "astronaut", config=config)
+    avatar = Avatar.load(tmp_path / "astronaut")
+    assert avatar.metrics["held_out_frames"] == 0 and "psnr" not in avatar.metrics
+    assert avatar.metrics["fit_psnr_training_frame"] > 15
+    assert avatar.stats["kind"] == "photo" and avatar.rotations.shape[0] == 1
+
+
+def test_ssim_matches_scikit_image_away_from_the_border():
+    from skimage.metrics import structural_similarity
+
+    from avatar.losses import ssim_map
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(40, 48, 3, generator=g, dtype=torch.float64)
+    b = (a + 0.2 * torch.rand(40, 48, 3, generator=g, dtype=torch.float64)).clamp(0, 1)
+    ours = ssim_map(a, b)
+    _, reference = structural_similarity(a.numpy(), b.numpy(), channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False, data_range=1.0, full=True)
+    inner = (slice(6, -6), slice(6, -6))
+    torch.testing.assert_close(ours[inner], torch.from_numpy(reference.mean(-1))[inner], rtol=1e-6, atol=1e-6)
+    assert float(ssim_map(a, a).min()) > 0.9999
