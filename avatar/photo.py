@@ -19,8 +19,9 @@ PHOTO_TIME_BUDGET_S = 40.0
 
 def photo_config(**overrides) -> TrainConfig:
     """The photo preset: 256 px, one Gaussian set fitted to one frame within PHOTO_TIME_BUDGET_S."""
-    return preset("fast", preset="photo", time_budget_s=PHOTO_TIME_BUDGET_S, iterations=400, densify_from=100,
-                  densify_every=100, holdout_every=0, holdout_seconds=0.0, preview_every=0, **overrides)
+    settings = dict(preset="photo", time_budget_s=PHOTO_TIME_BUDGET_S, iterations=400, densify_from=100,
+                    densify_every=100, holdout_every=0, holdout_seconds=0.0, preview_every=0)
+    return preset("fast", **{**settings, **overrides})
 
 
 def build_photo_avatar(clip, name: str, destination: Path, checkpoint_dir: Path | None = None,
