@@ -182,8 +182,9 @@ def build_studio(home):
                                         placeholder="Type what the avatar should say (up to 5,000 characters).")
                     audio = gr.Audio(label="...or upload / record speech instead", type="filepath",
                                      sources=["upload", "microphone"])
-                    avatar = gr.Dropdown(avatar_names(), value=DEFAULT_AVATAR, label="Avatar", elem_id="avatar")
-                    voice = gr.Dropdown(voice_names(), value=DEFAULT_VOICE, label="Voice")
+                    avatar = gr.Dropdown(avatar_names(), value=DEFAULT_AVATAR, label="Avatar", elem_id="avatar",
+                                         allow_custom_value=True)
+                    voice = gr.Dropdown(voice_names(), value=DEFAULT_VOICE, label="Voice", allow_custom_value=True)
                     with gr.Accordion("Background and motion", open=False):
                         background = gr.Radio(list(BACKGROUND_KINDS), value="plate", label="Background")
                         color = gr.ColorPicker("#30343c", label="Colour (background 'color')")
@@ -218,7 +219,7 @@ def build_studio(home):
             avatars = gr.Dataframe(headers=["name", "kind", "Gaussians", "pixels", "held-out PSNR"],
                                    value=avatars_table, label="Avatars", interactive=False)
             with gr.Row():
-                pick = gr.Dropdown(avatar_names(), label="Avatar")
+                pick = gr.Dropdown(avatar_names(), label="Avatar", allow_custom_value=True)
                 rename_to = gr.Textbox(label="New name")
                 rename_button = gr.Button("Rename")
                 delete_button = gr.Button("Delete", variant="stop")
@@ -242,6 +243,12 @@ def build_studio(home):
                     listen = gr.Audio(label="Reference", interactive=False)
             save_voice.click(add_voice, [voice_name, clip], [voices, voice, voice_message], api_name="add_voice")
             listen_pick.change(preview_voice, listen_pick, listen)
+
+        def refresh_choices():  # a reloaded page sees avatars and voices added since the server started
+            names, voices_now = avatar_names(), voice_names()
+            return gr.update(choices=names), gr.update(choices=voices_now), gr.update(choices=names), \
+                gr.update(choices=voices_now)
+        demo.load(refresh_choices, None, [avatar, voice, pick, listen_pick])
     return demo
 
 

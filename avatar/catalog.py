@@ -18,7 +18,7 @@ from pathlib import Path
 
 from avatar.library import avatar_path, avatars_dir, list_avatars, validate_name
 
-MAX_VOICE_BYTES = 20 * 1024 * 1024
+MAX_VOICE_BYTES = 20_000_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS voices (name TEXT PRIMARY KEY, path TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS videos (id TEXT PRIMARY KEY, path TEXT NOT NULL, avatar TEXT, voice TEXT, text TEXT,

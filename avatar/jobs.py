@@ -17,7 +17,7 @@ from typing import Callable
 
 from avatar.catalog import Catalog
 
-MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # training videos
+MAX_UPLOAD_BYTES = 500_000_000  # training videos and photos
 
 
 class JobRunner:

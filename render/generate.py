@@ -18,7 +18,7 @@ from render.pipeline import BackgroundSpec, RenderOptions
 ProgressCallback = Callable[[str, float, dict], None]
 STAGES = ("speech", "motion", "frames", "encoding")
 MAX_SCRIPT_CHARS = 5000
-MAX_AUDIO_BYTES = 50 * 1024 * 1024
+MAX_AUDIO_BYTES = 50_000_000
 DEFAULT_VOICE = "joe"
 DEFAULT_AVATAR = "astronaut"
 

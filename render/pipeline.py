@@ -21,7 +21,7 @@ from torch import Tensor
 
 ProgressCallback = Callable[[str, float, dict], None]
 BACKGROUND_KINDS = ("plate", "blur", "color", "image")
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_BYTES = 20_000_000
 
 
 @dataclass(frozen=True)

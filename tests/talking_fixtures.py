@@ -55,3 +55,65 @@ def _rodrigues(v: torch.Tensor) -> torch.Tensor:
     k = v / angle
     kx = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
     return torch.eye(3) + torch.sin(angle) * kx + (1 - torch.cos(angle)) * kx @ kx
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class StudioServer:
+    """The real studio (`python app.py --port P`) in a subprocess over data folder `home`; stopped on exit."""
+
+    def __init__(self, home, timeout_s: float = 90.0) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.timeout_s = timeout_s
+        self.process = None
+
+    def __enter__(self) -> "StudioServer":
+        import os
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "TALKING_AVATAR_HOME": str(self.home), "GRADIO_ANALYTICS_ENABLED": "False",
+               "OMP_WAIT_POLICY": "PASSIVE"}
+        self.log = open(Path(self.home) / "server.log", "w")
+        self.process = subprocess.Popen([sys.executable, str(root / "app.py"), "--port", str(self.port)], cwd=root,
+                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the studio exited early: {(Path(self.home) / 'server.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        self.__exit__(None, None, None)
+        raise RuntimeError("the studio did not answer in time")
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def studio_home(tmp_path):
+    """A data folder holding the tiny avatar (named 'tiny')."""
+    home = tmp_path / "home"
+    tiny_avatar(size=64).save(home / "avatars" / "tiny")
+    return home

@@ -1,0 +1,110 @@
+"""The studio through `gradio_client`: generation, bad input, queueing, a client that leaves mid-job."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.talking_fixtures import StudioServer, studio_home
+
+pytest.importorskip("gradio_client")
+
+ARGS = dict(audio=None, avatar="tiny", voice="joe", background="color", color="#205080", image=None,
+            head_motion=1.0, expression=1.0, still=False, emotion="neutral")
+
+
+def _call(client, text, **overrides):
+    args = {**ARGS, **overrides}
+    return client.predict(text, args["audio"], args["avatar"], args["voice"], args["background"], args["color"],
+                          args["image"], args["head_motion"], args["expression"], args["still"], args["emotion"],
+                          api_name="/generate")
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    with StudioServer(studio_home(tmp_path_factory.mktemp("studio"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(studio):
+    from gradio_client import Client
+
+    return Client(studio.url, verbose=False)
+
+
+def test_generates_a_video_and_files_it_in_the_library(studio, client):
+    from avatar.catalog import Catalog
+    from render.video import probe
+
+    video, download, status = _call(client, "Hello from the studio test.")
+    info = probe(download)
+    assert (info.video_codec, info.pix_fmt, info.audio_codec) == ("h264", "yuv420p", "aac")
+    assert status.startswith("Done")
+    videos = Catalog(studio.home).list_videos()
+    assert any(v["text"] == "Hello from the studio test." for v in videos)
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("   ", {}, "script is empty"),
+    ("Hi.", {"avatar": "nobody"}, "unknown avatar"),
+    ("Hi.", {"voice": "nobody"}, "unknown voice"),
+    ("x" * 5001, {}, "limit is 5000"),
+    ("Hi.", {"background": "image", "image": None}, "needs an image"),
+])
+def test_bad_input_gets_a_clear_message(client, text, overrides, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        _call(client, text, **overrides)
+
+
+def test_second_request_queues_and_a_client_that_leaves_loses_nothing(studio, client):
+    from avatar.catalog import Catalog
+
+    catalog = Catalog(studio.home)
+    before = {j["id"] for j in catalog.list_jobs("generate")}
+    first = client.submit("First of two queued videos, a little longer than the others.", *list(ARGS.values()),
+                          api_name="/generate")
+    from gradio_client import Client
+
+    leaving = Client(studio.url, verbose=False)  # its own session: cancelling closes that session's stream
+    second = leaving.submit("Second of two queued videos.", *list(ARGS.values()), api_name="/generate")
+    time.sleep(1.0)
+    second.cancel()  # the page goes away: its job must still finish and be filed
+    most_running, deadline = 0, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        jobs = [j for j in catalog.list_jobs("generate") if j["id"] not in before]
+        most_running = max(most_running, sum(j["status"] == "running" for j in jobs))
+        if len(jobs) == 2 and all(j["status"] in ("done", "failed") for j in jobs):
+            break
+        time.sleep(0.05)
+    assert [j["status"] for j in jobs] == ["done", "done"], jobs
+    assert most_running == 1  # one worker: never two renders at once
+    assert first.result(timeout=60)[2].startswith("Done")
+    texts = {v["text"] for v in catalog.list_videos()}
+    assert "Second of two queued videos." in texts
+
+
+def test_voice_upload_checks_kind_and_size(studio, client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    picture = tmp_path / "not_audio.wav"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+    with pytest.raises(AppError):
+        client.predict("bad", handle_file(str(picture)), api_name="/add_voice")
+    huge = tmp_path / "huge.wav"
+    with open(huge, "wb") as handle:
+        handle.truncate(21 * 1024 * 1024)
+    with pytest.raises(AppError, match="limited to 20 MB"):
+        client.predict("huge", handle_file(str(huge)), api_name="/add_voice")
+
+
+def test_avatar_rename_and_bad_names(studio, client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="leave the data folder|must not contain"):
+        client.predict("tiny", "../x", api_name="/rename_avatar")
+    with pytest.raises(AppError, match="unknown avatar"):
+        client.predict("ghost", None, api_name="/delete_avatar")
