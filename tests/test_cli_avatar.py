@@ -76,3 +76,28 @@ def test_eval_rejects_a_holdout_longer_than_the_video(shared_data, tmp_path, cap
     video = shared_data / "video" / "retalking_face4_woman_6s.mp4"
     code, err = run(["eval", str(video), "--holdout-seconds", "30", "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "too little to train on" in err
+
+
+def test_eval_renders_the_held_out_tail_with_its_audio(shared_data, tmp_path, capsys, monkeypatch, home):
+    import json
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from avatar import train
+
+    # CI-sized: the real command path with a tiny preset standing in for "fast".
+    monkeypatch.setitem(train.PRESETS, "fast", train.preset("tiny", preset="fast", resolution=64, iterations=30))
+    out = tmp_path / "eval"
+    video = shared_data / "video" / "retalking_face4_woman_6s.mp4"
+    code, err = run(["eval", str(video), "--holdout-seconds", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tail_frames"] == 50 and metrics["held_out_frames"] > 0
+    for key in ("psnr", "ssim", "training_minutes", "gaussians", "render_fps"):
+        assert metrics[key] > 0, key
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(out / "reconstruction.mp4"))
+    assert frames == 50 and abs(seconds - 2.0) < 0.1
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out / "reconstruction.mp4")],
+                           capture_output=True, text=True).stderr
+    assert "Video: h264" in probe and "yuv420p" in probe and "Audio: aac" in probe
