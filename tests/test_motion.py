@@ -1,0 +1,161 @@
+"""Motion from speech: frame count, mouth shapes, rest in pauses, blinks, head motion, controls, round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from animation import idle
+from animation.motion import Motion, MotionOptions, frame_count, motion_from_speech
+from animation.viseme_shapes import (GENERIC_INDEX, VisemeShapes, generic_shapes, generic_viseme_shapes,
+                                     learn_viseme_shapes)
+from animation.visemes import VISEME_INDEX
+from audio.speech import Segment, Speech
+from tests.talking_fixtures import tiny_avatar
+
+
+@pytest.fixture(scope="module")
+def avatar():
+    return tiny_avatar(size=32)
+
+
+def _speech(phones, duration_s: float, sample_rate: int = 16000) -> Speech:
+    """A Speech whose waveform is loud noise inside non-silent phones and silent elsewhere."""
+    rng = np.random.default_rng(0)
+    wave = np.zeros(int(duration_s * sample_rate), np.float32)
+    for label, start, end in phones:
+        if label != "sil":
+            wave[int(start * sample_rate):int(end * sample_rate)] = rng.normal(0, 0.2, int(end * sample_rate) - int(start * sample_rate))
+    words = [Segment("word", phones[1][1], phones[1][2])]
+    return Speech(wave, sample_rate, "test", words, [Segment(*p) for p in phones], "arpabet", "test")
+
+
+# "ma ... pa": open vowels around a long pause and bilabials.
+PHONES = [("sil", 0.0, 0.3), ("M", 0.3, 0.4), ("AA", 0.4, 0.7), ("sil", 0.7, 1.9), ("P", 1.9, 2.0),
+          ("AA", 2.0, 2.3), ("sil", 2.3, 2.61)]
+
+
+def test_frame_count_is_rounded_audio_seconds_times_fps(avatar):
+    motion = motion_from_speech(_speech(PHONES, 2.61), avatar, MotionOptions(fps=25))
+    assert motion.num_frames == frame_count(2.61, 25) == 65
+    assert frame_count(1.0 / 50 - 1e-9, 25) == 1
+
+
+def test_mouth_opens_on_vowels_and_rests_in_pauses(avatar):
+    motion = motion_from_speech(_speech(PHONES, 2.61), avatar, MotionOptions(fps=25, blinks_per_minute=0))
+    jaw = motion.generic[:, GENERIC_INDEX["jaw_open"]]
+    vowel = jaw[int(0.55 * 25)]
+    pause = jaw[int(1.2 * 25):int(1.6 * 25)]
+    assert vowel > 0.5
+    assert np.all(pause < 0.05)
+    # The lips press on the bilabial onset of "pa".
+    press = motion.generic[int(1.95 * 25), GENERIC_INDEX["lip_press"]]
+    assert press > 0.6
+
+
+def test_vertices_follow_the_mouth_opening(avatar):
+    motion = motion_from_speech(_speech(PHONES, 2.61), avatar, MotionOptions(fps=25, still=True, blinks_per_minute=0))
+    vertices = motion.vertices(avatar)
+    assert vertices.shape[0] == motion.num_frames
+    gap = (vertices[:, 13] - vertices[:, 14]).norm(dim=1).numpy()
+    assert np.corrcoef(gap, motion.mouth_open)[0, 1] > 0.8
+
+
+def test_blinks_are_natural():
+    times = idle.blink_times(600.0, 17.0, seed=3)
+    assert 14 <= len(times) / 10 <= 20
+    assert np.min(np.diff(times)) >= idle.MIN_BLINK_GAP_S
+    curve = idle.blink_curve(times[:3], 25, 25 * 20)
+    assert curve.max() > 0.95 and curve.min() == 0
+
+
+def test_head_motion_is_smooth_and_still_mode_is_still(avatar):
+    speech = _speech(PHONES, 2.61)
+    moving = motion_from_speech(speech, avatar, MotionOptions(fps=25, head_motion=1.0))
+    jerk = np.abs(np.diff(moving.rotations, n=2, axis=0)).max()
+    raw = idle.rotation_to_axis_angle(avatar.rotations.numpy())
+    assert jerk < 0.5 * np.abs(np.diff(raw, n=2, axis=0)).max()  # smoother than the noisy track it came from
+    still = motion_from_speech(speech, avatar, MotionOptions(fps=25, still=True))
+    assert np.ptp(still.rotations, axis=0).max() < 1e-9 and np.ptp(still.translations, axis=0).max() < 1e-9
+    assert np.abs(moving.rotations - still.rotations).max() > 1e-4
+
+
+def test_emotion_and_intensity_controls(avatar):
+    speech = _speech(PHONES, 2.61)
+    neutral = motion_from_speech(speech, avatar, MotionOptions(fps=25))
+    smile = motion_from_speech(speech, avatar, MotionOptions(fps=25, emotion="smile"))
+    assert smile.generic[-1, GENERIC_INDEX["smile"]] > 0.5 > neutral.generic[-1, GENERIC_INDEX["smile"]]
+    flat = motion_from_speech(speech, avatar, MotionOptions(fps=25, expression=0.0))
+    assert np.abs(flat.generic[:, GENERIC_INDEX["jaw_open"]]).max() < 1e-9
+    with pytest.raises(ValueError, match="unknown emotion"):
+        MotionOptions(emotion="furious")
+
+
+def test_save_load_round_trip(avatar, tmp_path):
+    motion = motion_from_speech(_speech(PHONES, 2.61), avatar, MotionOptions(fps=30, emotion="smile"))
+    loaded = Motion.load(motion.save(tmp_path / "motion.json"))
+    for name in ("rotations", "translations", "coeffs", "generic", "blink", "mouth_open"):
+        np.testing.assert_allclose(getattr(loaded, name), getattr(motion, name), atol=1e-6)
+    assert loaded.fps == 30 and loaded.meta["options"]["emotion"] == "smile"
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not a motion file"):
+        Motion.load(tmp_path / "bad.json")
+
+
+def test_generic_shapes_move_the_right_landmarks(avatar):
+    shapes = generic_shapes(avatar.neutral)
+    neutral = avatar.neutral
+    def gap(shape, weight, a, b):
+        moved = neutral + weight * shapes[GENERIC_INDEX[shape]]
+        return float((moved[a] - moved[b]).norm())
+    assert gap("jaw_open", 1.0, 13, 14) > gap("jaw_open", 0.0, 13, 14) + 0.01
+    assert gap("blink", 1.0, 159, 145) < 0.2 * gap("blink", 0.0, 159, 145)
+    assert gap("lip_spread", 1.0, 61, 291) > gap("lip_spread", 0.0, 61, 291)
+    assert gap("lip_round", 1.0, 61, 291) < gap("lip_round", 0.0, 61, 291)
+    from avatar.mesh import head_axes
+
+    up = head_axes(neutral)[1][:, 1]
+    pressed = neutral + shapes[GENERIC_INDEX["lip_press"]]
+    assert abs(float((pressed[13] - pressed[14]) @ up)) < 1e-6  # the inner lips meet vertically
+    # Far from the mouth and eyes nothing moves (forehead top).
+    assert float(shapes[:, 10].norm(dim=-1).max()) < 1e-4
+
+
+def test_learned_shapes_recover_planted_expressions():
+    rng = np.random.default_rng(1)
+    fps, k = 25.0, 3
+    # A video whose expression is a known vector per viseme: learning must find those vectors back.
+    planted = {"sil": np.zeros(k), "aa": np.array([1.0, 0, 0]), "ou": np.array([0, 1.0, 0])}
+    labels, phones, t = [], [], 0.0
+    for i in range(30):
+        label = ["AA", "UW"][i % 2]
+        phones += [Segment("sil", t, t + 0.3), Segment(label, t + 0.3, t + 0.7)]
+        t += 0.7
+    n = int(t * fps)
+    from animation.visemes import frame_viseme_classes, VISEMES
+
+    classes = frame_viseme_classes(phones, "arpabet", fps, n)
+    coeffs = np.stack([planted.get(VISEMES[c], np.zeros(k)) for c in classes]) + rng.normal(0, 0.01, (n, k))
+    shapes = learn_viseme_shapes(coeffs, fps, phones, "arpabet", gain=1.0)
+    assert shapes.learned[VISEME_INDEX["aa"]] and shapes.learned[VISEME_INDEX["ou"]]
+    np.testing.assert_allclose(shapes.coeffs[VISEME_INDEX["aa"]], planted["aa"], atol=0.05)
+    np.testing.assert_allclose(shapes.coeffs[VISEME_INDEX["ou"]], planted["ou"], atol=0.05)
+    assert not shapes.learned[VISEME_INDEX["PP"]]  # never seen: generic fallback
+    assert shapes.generic[VISEME_INDEX["PP"], GENERIC_INDEX["lip_press"]] == 1.0
+    assert shapes.generic[VISEME_INDEX["aa"]].sum() == 0.0
+
+
+def test_viseme_shapes_save_load(tmp_path):
+    shapes = generic_viseme_shapes(4)
+    loaded = VisemeShapes.load(shapes.save(tmp_path / "s.json"), num_coeffs=4)
+    np.testing.assert_array_equal(loaded.generic, shapes.generic)
+    with pytest.raises(ValueError, match="coefficients"):
+        VisemeShapes.load(tmp_path / "s.json", num_coeffs=5)
+
+
+def test_smoothing_and_ping_pong():
+    signal = np.sin(np.linspace(0, 6, 200))[:, None] + np.random.default_rng(0).normal(0, 0.05, (200, 1))
+    smooth = idle.smooth(signal, 3.0)
+    assert np.abs(np.diff(smooth, 2, axis=0)).max() < 0.2 * np.abs(np.diff(signal, 2, axis=0)).max()
+    track = np.arange(5.0)[:, None]
+    np.testing.assert_array_equal(idle.ping_pong(track, 10, 0)[:, 0], [0, 1, 2, 3, 4, 3, 2, 1, 0, 1])
