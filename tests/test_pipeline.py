@@ -38,7 +38,7 @@ def test_backgrounds(tmp_path):
     sharp = background_image(BackgroundSpec("plate"), plate, 200, 200)
     blurred = background_image(BackgroundSpec("blur"), plate, 200, 200)
     assert sharp.shape == (200, 200, 3) and float(sharp[0, 98:102].diff(dim=0).abs().max()) > 0.5
-    assert float(blurred[0, 98:102].diff(dim=0).abs().max()) < 0.1
+    assert float(blurred[0, 98:102].diff(dim=0).abs().max()) < 0.2  # sigma ~3 px: at most ~0.13 a pixel
     import cv2
 
     picture = np.zeros((30, 60, 3), np.uint8)
