@@ -180,8 +180,46 @@ def build_profile(name: str, prepared: np.ndarray, calibration: Speech, encoder,
 
     if rate is None:
         rate = estimate_rate(prepared, calibration)
-    params, arrays, fit = fit_conversion(prepared, calibration, lambda w: embed(encoder, w), rate=rate)
+    words = text_words(calibration.text)
+
+    def word_error(waveform: np.ndarray) -> float:
+        return edit_distance(words, recognize_words(waveform)) / max(len(words), 1)
+
+    params, arrays, fit = fit_conversion(prepared, calibration, lambda w: embed(encoder, w), rate=rate,
+                                         word_error=word_error)
     return VoiceProfile(validate_name(name), params, arrays, report, fit)
+
+
+def recognize_words(waveform: np.ndarray) -> list[str]:
+    """Words pocketsphinx hears in 16 kHz waveform [S] (its bundled en-us LM and dictionary), upper case."""
+    import re
+
+    from pocketsphinx import Decoder
+
+    pcm = (np.clip(waveform, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hypothesis = decoder.hyp()
+    return re.sub(r"\(\d+\)", "", hypothesis.hypstr).upper().split() if hypothesis else []
+
+
+def text_words(text: str) -> list[str]:
+    """Upper-case words of a text (letters and apostrophes), for word error rates."""
+    import re
+
+    return re.findall(r"[A-Z']+", text.upper())
+
+
+def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
+    row = list(range(len(hypothesis) + 1))
+    for i, word in enumerate(reference, 1):
+        previous, row[0] = row[0], i
+        for j, heard in enumerate(hypothesis, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != heard))
+    return row[-1]
 
 
 RATE_LIMITS = (0.85, 1.15)

@@ -141,12 +141,14 @@ def analyze(waveform: np.ndarray) -> WorldFeatures:
 
 
 def log_f0_stats(f0: np.ndarray) -> tuple[float, float]:
-    """(mean, std) of natural-log F0 over voiced frames of f0 [T]; ValueError when too few are voiced."""
+    """Robust (mean, std) of natural-log F0 over voiced frames of f0 [T]: the median and IQR / 1.349, because
+    DIO makes octave errors on noisy references (p95 of 600 Hz on a 210 Hz voice) that inflate a plain std.
+    ValueError when too few frames are voiced."""
     voiced = f0[f0 > 0]
     if voiced.size < 20:
         raise ValueError(f"only {voiced.size} voiced frames: too little voiced speech to measure pitch")
-    logs = np.log(voiced)
-    return float(logs.mean()), float(max(logs.std(), 0.02))
+    q1, median, q3 = np.percentile(np.log(voiced), [25, 50, 75])
+    return float(median), float(max((q3 - q1) / 1.349, 0.02))
 
 
 def mel_cepstra(envelope: np.ndarray) -> np.ndarray:
@@ -299,16 +301,25 @@ class FitReport:
 
     scores: dict[str, float]
     chosen: str
+    word_errors: dict[str, float] = field(default_factory=dict)  # candidate -> WER on the calibration text
+    plain_word_error: float | None = None
+
+
+MAX_EXTRA_WORD_ERROR = 0.08  # a candidate may add at most this much WER over the plain voice
 
 
 def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: float = 1.0,
-                   methods: tuple[str, ...] = METHODS) -> tuple[ConversionParams, ConversionArrays, FitReport]:
+                   methods: tuple[str, ...] = METHODS, word_error=None
+                   ) -> tuple[ConversionParams, ConversionArrays, FitReport]:
     """Estimate a conversion from the Piper voice to the speaker of `reference` (16 kHz waveform [S]).
 
     calibration: Piper speech of a fixed text (the source voice's statistics and the material on which the
     candidates are compared). embed(waveform16k [S]) -> unit speaker embedding [E]. Every candidate (global
     conversion at each warp in WARP_GRID, and the exemplar-frame mapping) converts the calibration speech, and
     the one whose embedding is closest to the reference's wins. Only the reference clip is used as target.
+    word_error(waveform16k [S]) -> word error rate of the calibration text (optional): candidates whose WER
+    exceeds the plain voice's by more than MAX_EXTRA_WORD_ERROR are passed over (formant warps below 1 won on
+    similarity but doubled pocketsphinx's WER); when none is left, the one with the lowest WER wins.
     The frames method is only tried with at least MIN_EXEMPLAR_SPEECH_S of reference speech: with 2.5 s of
     exemplars (a 5 s clip's half) it chose frames once and pocketsphinx then misheard 90 % of the words.
     """
@@ -349,15 +360,23 @@ def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: floa
         candidates["frames"] = (ConversionParams("frames", **base), arrays)
     if not candidates:
         raise ValueError(f"no conversion method selected; choose from {METHODS}")
-    scores = {}
+    scores, errors, outputs = {}, {}, {}
     for name, (params, arrays) in candidates.items():
-        converted = synthesize(convert_features(source, params, arrays))
-        scores[name] = float(np.dot(embed(converted), reference_embedding))
-    chosen = max(scores, key=scores.get)
+        outputs[name] = synthesize(convert_features(source, params, arrays))
+        scores[name] = float(np.dot(embed(outputs[name]), reference_embedding))
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    chosen, plain_error = ranked[0], None
+    if word_error is not None:  # most similar first; stop at the first one intelligible enough
+        plain_error = float(word_error(resample_to(calibration.waveform, calibration.sample_rate)))
+        for name in ranked:
+            errors[name] = float(word_error(outputs[name]))
+            if errors[name] <= plain_error + MAX_EXTRA_WORD_ERROR:
+                break
+        chosen = min(errors, key=errors.get) if errors[name] > plain_error + MAX_EXTRA_WORD_ERROR else name
     params, arrays = candidates[chosen]
     if params.method == "global":  # exemplars are only needed by the frames method
         arrays = ConversionArrays(arrays.envelope_gain, arrays.cepstrum_mean, arrays.cepstrum_std)
-    return params, arrays, FitReport(scores, chosen)
+    return params, arrays, FitReport(scores, chosen, errors, plain_error)
 
 
 def _speech_frames(envelope: np.ndarray, range_db: float = 35.0) -> np.ndarray:

@@ -17,7 +17,6 @@ Targets (issue 6): similarity_mean >= 0.75, wer_cloned <= wer_plain + 0.10, x_re
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
@@ -32,37 +31,11 @@ TEST_TEXT = ("The weather was calm this morning, so we walked along the river an
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
 
 
-def recognize_words(waveform: np.ndarray) -> list[str]:
-    """Words pocketsphinx hears in 16 kHz waveform [S] (its bundled en-us LM and dictionary), upper case."""
-    from pocketsphinx import Decoder
-
-    pcm = (np.clip(waveform, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    decoder = Decoder(samprate=16000, loglevel="FATAL")
-    decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
-    decoder.end_utt()
-    hypothesis = decoder.hyp()
-    return re.sub(r"\(\d+\)", "", hypothesis.hypstr).upper().split() if hypothesis else []
-
-
-def text_words(text: str) -> list[str]:
-    return re.findall(r"[A-Z']+", text.upper())
-
-
-def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    row = list(range(len(hypothesis) + 1))
-    for i, word in enumerate(reference, 1):
-        previous, row[0] = row[0], i
-        for j, heard in enumerate(hypothesis, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != heard))
-    return row[-1]
-
-
 def run(data: Path) -> tuple[list[dict], dict]:
     from audio.io import AudioOptions, prepare_audio
     from audio.tts import PiperEngine
-    from audio.voice import CALIBRATION_TEXT, ReferenceChecks, build_profile, check_reference, embed, speaker_encoder
+    from audio.voice import (CALIBRATION_TEXT, ReferenceChecks, build_profile, check_reference, edit_distance, embed,
+                             recognize_words, speaker_encoder, text_words)
     from audio.voice_convert import resample_to
 
     clips = sorted(p for p in (data / "speech").iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)

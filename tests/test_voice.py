@@ -91,36 +91,54 @@ def test_bad_name_is_refused_before_any_work(tmp_path, encoder):
         voice.add_voice(tmp_path / "missing.wav", "../evil", engine=object(), encoder=encoder, home=tmp_path)
 
 
-def test_voice_is_learned_saved_and_used(tmp_path, shared_data, encoder, clips):
-    """One real clip end to end: saved files, listing, round trip, and the converted Piper speech sounds more
-    like the reference than the plain voice does (Resemblyzer, against the clip itself)."""
+def test_voice_is_learned_saved_and_used(tmp_path, monkeypatch, capsys, shared_data, encoder):
+    """One real clip end to end through the CLI (voice add, voice list, say): saved files, round trip, the
+    converted Piper speech sounds more like the reference than the plain voice does (Resemblyzer, against the
+    clip itself), and the timing JSON follows the speaking-rate change."""
+    import json
+
     from audio.tts import PiperEngine, SpeakOptions
+    from audio.voice_convert import resample_to
+    from tests.test_voice_cli import run
+
+    monkeypatch.setenv("TALKING_AVATAR_HOME", str(tmp_path))
+    assert run("voice", "add", str(shared_data / LJ), "--name", "lj") == 0
+    assert run("voice", "list") == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("lj\t")
+    folder = voice.voice_path("lj")
+    assert {p.name for p in folder.iterdir()} == {"voice.json", "voice.safetensors", "reference.wav"}
+    assert voice.list_voices() == ["lj"]
+    profile = voice.load_profile("lj")
+    assert profile.reference.speech_s >= 5.0 and profile.fit.chosen in profile.fit.scores
+    assert profile.fit.word_errors[profile.fit.chosen] <= profile.fit.plain_word_error + 0.08 or \
+        profile.fit.chosen == min(profile.fit.word_errors, key=profile.fit.word_errors.get)
+    with pytest.raises(ValueError, match="exists already"):
+        voice.add_voice(shared_data / LJ, "lj", engine=object(), encoder=encoder)
+    with pytest.raises(FileNotFoundError, match="no voice named 'bob'"):
+        voice.load_profile("bob")
 
     engine = PiperEngine()
-    profile = voice.add_voice(shared_data / LJ, "lj", engine=engine, encoder=encoder, home=tmp_path)
-    folder = voice.voice_path("lj", tmp_path)
-    assert {p.name for p in folder.iterdir()} == {"voice.json", "voice.safetensors", "reference.wav"}
-    assert voice.list_voices(tmp_path) == ["lj"]
-    assert profile.reference.speech_s >= 5.0 and profile.fit.chosen in profile.fit.scores
-    loaded = voice.load_profile("lj", tmp_path)
-    assert loaded.params == profile.params
-    np.testing.assert_array_equal(loaded.arrays.envelope_gain, profile.arrays.envelope_gain)
-
-    with pytest.raises(ValueError, match="exists already"):
-        voice.add_voice(shared_data / LJ, "lj", engine=engine, encoder=encoder, home=tmp_path)
-    with pytest.raises(FileNotFoundError, match="no voice named 'bob'"):
-        voice.load_profile("bob", tmp_path)
-
     plain = engine.synthesize("We walked along the river and talked about the garden.", SpeakOptions(noise_w_scale=0))
-    cloned = loaded.convert(plain)
+    cloned = profile.convert(plain)
     target = voice.embed(encoder, voice.load_reference(folder / "reference.wav")[1])
-    from audio.voice_convert import resample_to
-
     plain_similarity = float(voice.embed(encoder, resample_to(plain.waveform, plain.sample_rate)) @ target)
     cloned_similarity = float(voice.embed(encoder, cloned.waveform) @ target)
     assert cloned_similarity > plain_similarity + 0.05, (plain_similarity, cloned_similarity)
     factor = cloned.duration_s / plain.duration_s
-    assert factor == pytest.approx(1.0 / loaded.params.rate, rel=2e-3)
+    assert factor == pytest.approx(1.0 / profile.params.rate, rel=2e-3)
     assert [w.label for w in cloned.words] == [w.label for w in plain.words]
     for before, after in zip(plain.phones, cloned.phones):
         assert after.start_s == pytest.approx(before.start_s * factor, abs=1e-9)
+
+    out, timing = tmp_path / "say.wav", tmp_path / "say.json"
+    assert run("say", "--voice", "lj", "--text", "Good morning, Bob.", "--out", str(out), "--timing", str(timing)) == 0
+    with wave.open(str(out)) as handle:
+        assert handle.getframerate() == SAMPLE_RATE
+        duration = handle.getnframes() / SAMPLE_RATE
+    data = json.loads(timing.read_text())
+    assert data["duration_s"] == pytest.approx(duration, abs=1e-4)
+    assert data["phones"][-1][2] == pytest.approx(duration, abs=1e-3)
+    assert len(data["words"]) == 3
+    with pytest.raises(FileNotFoundError, match="F5-TTS weights not found"):
+        run("say", "--voice", "lj", "--backend", "f5tts", "--model-dir", str(tmp_path / "none"), "--text", "Hi.",
+            "--out", str(tmp_path / "f5.wav"))
