@@ -1,0 +1,124 @@
+"""Lip sync measured on video: track rendered and real frames with FaceMesh and compare the mouths.
+
+- `mouth_open_curve`: inner-lip distance (landmarks 13-14) over the inter-ocular distance (outer eye corners
+  33-263), per frame. `open_correlation`: Pearson r of two such curves.
+- `lip_landmark_distance` (LMD): each rendered frame's landmarks are aligned to the real frame's by a
+  similarity transform fitted on stable points (eye corners, nose bridge, forehead), then the mean distance
+  of the 40 lip landmarks is taken, in % of the real inter-ocular distance, averaged over frames.
+- `render_lipsync_tail`: the held-out tail of a training video driven by its audio alone (phones recognised
+  from that audio; head poses from tracking), for `python app.py eval` and `bench.lipsync`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# The 40 distinct landmarks of MediaPipe's FACEMESH_LIPS (outer and inner lip contours).
+LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+                 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+# Points that do not move with expression: eye corners, nose bridge and tip, forehead.
+STABLE_LANDMARKS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 10, 151, 9, 8)
+UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT = 13, 14, 33, 263
+
+
+def _check(landmarks: np.ndarray, name: str) -> np.ndarray:
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[1] != 478 or landmarks.shape[2] not in (2, 3):
+        raise ValueError(f"{name} must be [T, 478, 2|3] landmarks, got {landmarks.shape}")
+    return landmarks[..., :2]
+
+
+def mouth_open_curve(landmarks: np.ndarray) -> np.ndarray:
+    """[T, 478, 2|3] pixels -> [T] inner-lip gap / inter-ocular distance (NaN where tracking failed)."""
+    points = _check(landmarks, "landmarks")
+    gap = np.linalg.norm(points[:, UPPER_INNER] - points[:, LOWER_INNER], axis=-1)
+    eyes = np.linalg.norm(points[:, EYE_RIGHT] - points[:, EYE_LEFT], axis=-1)
+    return gap / eyes
+
+
+def open_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two mouth-opening curves [T] over frames where both are finite."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"curves differ in length: {a.shape} vs {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def similarity_align(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale s, rotation R [2, 2], shift t minimising |s R source + t - target|^2 (Umeyama). [P, 2] each."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    xs, xt = source - mu_s, target - mu_t
+    u, sigma, vt = np.linalg.svd(xt.T @ xs)
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = float((sigma * np.diag(d)).sum() / max((xs ** 2).sum(), 1e-12))
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+def lip_landmark_distance(rendered: np.ndarray, real: np.ndarray) -> float:
+    """LMD in % of the real inter-ocular distance, mean over frames where both were tracked."""
+    a, b = _check(rendered, "rendered"), _check(real, "real")
+    if a.shape != b.shape:
+        raise ValueError(f"rendered and real tracks differ: {a.shape} vs {b.shape}")
+    values = []
+    for frame_a, frame_b in zip(a, b):
+        if not (np.isfinite(frame_a).all() and np.isfinite(frame_b).all()):
+            continue
+        s, rotation, shift = similarity_align(frame_a[list(STABLE_LANDMARKS)], frame_b[list(STABLE_LANDMARKS)])
+        aligned = (s * frame_a[list(LIP_LANDMARKS)] @ rotation.T) + shift
+        eyes = np.linalg.norm(frame_b[EYE_RIGHT] - frame_b[EYE_LEFT])
+        values.append(np.linalg.norm(aligned - frame_b[list(LIP_LANDMARKS)], axis=-1).mean() / eyes * 100)
+    if not values:
+        raise ValueError("no frame had a face tracked in both videos")
+    return float(np.mean(values))
+
+
+def track_landmarks(frames) -> np.ndarray:
+    """FaceMesh landmarks [T, 478, 3] (pixels, NaN where no face) of uint8 RGB frames [H, W, 3]."""
+    from avatar.tracking import track_frames
+
+    return track_frames(frames, static=False).landmarks
+
+
+def lipsync_scores(rendered_frames, real_frames) -> dict:
+    """Track both frame sequences and compare: {"open_r", "lmd_pct", "tracked_frames"}."""
+    rendered = track_landmarks(rendered_frames)
+    real = track_landmarks(real_frames)
+    both = np.isfinite(rendered).all(axis=(1, 2)) & np.isfinite(real).all(axis=(1, 2))
+    return {"open_r": open_correlation(mouth_open_curve(rendered), mouth_open_curve(real)),
+            "lmd_pct": lip_landmark_distance(rendered, real), "tracked_frames": int(both.sum()),
+            "frames": int(len(real))}
+
+
+def render_lipsync_tail(avatar, tail_audio: np.ndarray, sample_rate: int, tail_poses: tuple[np.ndarray, np.ndarray],
+                        out_path: str | Path, shapes=None, text: str | None = None, background=None,
+                        keep_frames: bool = True):
+    """Drive `avatar` over a held-out tail by its audio alone and write `out_path` (MP4 with that audio).
+
+    tail_audio: [S] mono; tail_poses: (rotations [T, 3, 3], translations [T, 3]) tracked head poses of the
+    tail, T = its frame count at avatar.fps; shapes: viseme shapes learned from the training part only (None:
+    generic). Returns (VideoResult, frames [T, H, W, 3] uint8 or None).
+    """
+    from animation.motion import MotionOptions, motion_from_speech
+    from audio.align import time_speech
+    from render.pipeline import BackgroundSpec, RenderOptions, motion_to_video, render_frames
+    from render.video import fit_audio
+
+    rotations, translations = (np.asarray(p) for p in tail_poses)
+    n = len(rotations)
+    audio = fit_audio(tail_audio, sample_rate, n, avatar.fps)
+    speech = time_speech(audio, text, sample_rate=sample_rate)
+    options = MotionOptions(fps=avatar.fps, blinks_per_minute=0.0, head_motion=0.0, still=True)
+    motion = motion_from_speech(speech, avatar, options, shapes, poses=(rotations, translations))
+    if motion.num_frames != n:
+        raise ValueError(f"the tail has {n} poses but its audio gives {motion.num_frames} frames")
+    background = background or BackgroundSpec("plate")
+    result = motion_to_video(avatar, motion, audio, sample_rate, out_path, background, RenderOptions())
+    frames = None
+    if keep_frames:
+        frames = np.concatenate(list(render_frames(avatar, motion, background, RenderOptions())))
+    return result, frames
