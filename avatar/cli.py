@@ -63,7 +63,8 @@ class _Bar:
             self.bar = tqdm(total=1000, desc=stage, unit="‰", leave=True, bar_format="{desc:>12}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
         self.bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
         if info:
-            shown = {k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in info.items() if k in ("iteration", "psnr", "gaussians")}
+            shown = {k: (f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in info.items()
+                     if k in ("iteration", "psnr", "gaussians")}
             self.bar.set_postfix(shown, refresh=False)
         self.bar.refresh()
 

@@ -54,7 +54,7 @@ class TrainConfig:
     lr_scales: float = 1e-2
     lr_opacity: float = 5e-2
     lr_colors: float = 2e-2
-    lr_final_factor: float = 0.1  # means lr decays exponentially to this fraction at the end
+    lr_final_factor: float = 0.1  # means lr decays exponentially to this fraction (colour, opacity: its sqrt)
     dssim_weight: float = 0.2
     position_threshold: float = 1.0  # free radius of a Gaussian around its triangle, in triangle sizes
     position_weight: float = 1.0
@@ -301,6 +301,7 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         stats = {"grad_accum": torch.zeros(parent.shape[0]), "grad_count": torch.zeros(parent.shape[0])}
         start, elapsed_before, history = 0, 0.0, {"iteration": [], "loss": [], "psnr": []}
     num_faces = int(data.faces.shape[0])
+    base_rates = {"colors": config.lr_colors, "opacity_logits": config.lr_opacity}
     run_start = time.monotonic()
     last_checkpoint = run_start
     report_every = max(1, config.iterations // 100)
@@ -335,6 +336,9 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         for group in optimizer.param_groups:
             if group["name"] == "local_means":
                 group["lr"] = config.lr_means * config.lr_final_factor ** schedule
+            elif group["name"] in ("colors", "opacity_logits"):
+                # a milder anneal: late updates should not chase the last few random frames
+                group["lr"] = base_rates[group["name"]] * config.lr_final_factor ** (0.5 * schedule)
         iteration += 1
         window_loss.append(float(loss.detach()))
         window_psnr.append(psnr(out.color, target))
