@@ -108,3 +108,15 @@ def test_say_command(tmp_path):
             else _say(*args, "--out", str(tmp_path / "bad.mp4"), home=home)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr[-500:])
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_upscaled_render_matches_a_direct_render(avatar):
+    from render.pipeline import render_frames
+
+    motion = motion_from_speech(_speech(0.8), avatar, MotionOptions(fps=25, still=True))
+    spec = BackgroundSpec("color", color="#00ff00")
+    up = next(render_frames(avatar, motion, spec, RenderOptions(size=96, batch=2)))[0].astype(float)
+    direct = next(render_frames(avatar, motion, spec, RenderOptions(size=96, batch=2, upscale=False)))[0].astype(float)
+    assert up.shape == direct.shape == (96, 96, 3)
+    assert np.abs(up - direct).mean() < 12  # same picture, only softer
+    assert np.abs(up[0, 0] - [0, 255, 0]).max() <= 2
