@@ -161,17 +161,28 @@ def build_studio(home):
         if not clip:
             raise gr.Error("upload or record a reference clip first (5-30 s of clean speech)")
         try:
-            entry = catalog.add_voice(name or "", clip)
+            entry = catalog.add_voice(name or "", clip, engine=runner.generator.tts())
         except (ValueError, FileNotFoundError) as error:
             raise gr.Error(str(error))
-        return voices_table(), gr.update(choices=voice_names()), f"Saved voice {entry['name']!r} ({entry['seconds']:.1f} s)."
+        names = voice_names()
+        return voices_table(), gr.update(choices=names), gr.update(choices=names), \
+            f"Saved voice {entry['name']!r} ({entry['seconds']:.1f} s of speech)."
 
     def voices_table():
         return [[v["name"], v["path"]] for v in catalog.list_voices()]
 
     def preview_voice(name):
-        entry = catalog.get_voice(name or "")
-        return entry["path"] if entry else None
+        """A sample sentence in the chosen voice (the reference clip itself is in the library folder)."""
+        from render.generate import apply_voice
+
+        if not name:
+            return None
+        try:
+            speech = runner.generator.tts().synthesize("Hello! This is how I sound in your videos.")
+            speech = apply_voice(speech, name, home)
+        except (ValueError, FileNotFoundError) as error:
+            raise gr.Error(str(error))
+        return speech.sample_rate, speech.waveform
 
     with gr.Blocks(title="TalkingAvatar-3DGS studio") as demo:
         gr.Markdown("# TalkingAvatar-3DGS studio")
@@ -229,8 +240,8 @@ def build_studio(home):
             delete_button.click(delete, pick, [avatars, pick, avatar], api_name="delete_avatar")
             gr.Button("Refresh").click(refresh_avatars, None, [avatars, pick, avatar], api_name="list_avatars")
         with gr.Tab("Voices"):
-            gr.Markdown("Upload or record 5-30 s of clean speech as a reference voice (up to 20 MB). "
-                        "Speaking in it needs the voice-conversion module (`audio/voice.py`).")
+            gr.Markdown("Upload or record 5-30 s of clean speech of one speaker as a reference voice (up to 20 MB). "
+                        "The built-in voice is converted towards it (pitch and timbre).")
             with gr.Row():
                 with gr.Column():
                     voice_name = gr.Textbox(label="Voice name")
@@ -239,10 +250,12 @@ def build_studio(home):
                     voice_message = gr.Markdown()
                 with gr.Column():
                     voices = gr.Dataframe(headers=["name", "file"], value=voices_table, interactive=False)
-                    listen_pick = gr.Dropdown(voice_names(), label="Preview a voice")
-                    listen = gr.Audio(label="Reference", interactive=False)
-            save_voice.click(add_voice, [voice_name, clip], [voices, voice, voice_message], api_name="add_voice")
-            listen_pick.change(preview_voice, listen_pick, listen)
+                    listen_pick = gr.Dropdown(voice_names(), label="Preview a voice", allow_custom_value=True)
+                    listen_button = gr.Button("Preview")
+                    listen = gr.Audio(label="Sample", interactive=False)
+            save_voice.click(add_voice, [voice_name, clip], [voices, voice, listen_pick, voice_message],
+                             api_name="add_voice")
+            listen_button.click(preview_voice, listen_pick, listen, api_name="preview_voice")
 
         def refresh_choices():  # a reloaded page sees avatars and voices added since the server started
             names, voices_now = avatar_names(), voice_names()

@@ -85,11 +85,10 @@ class Catalog:
         os.replace(folder, trash)  # one rename: the avatar disappears at once, even if removal is slow
         shutil.rmtree(trash, ignore_errors=True)
 
-    # --- voices -----------------------------------------------------------------------------------------
-    def add_voice(self, name: str, source: Path) -> dict:
-        """Copy a reference recording into the library after checking it decodes and holds speech."""
-        from audio.io import check_not_silent, load_audio
-        from render.video import write_wav
+    # --- voices (folders written by `audio.voice` are the truth; the table indexes them) ----------------
+    def add_voice(self, name: str, source: Path, engine=None, progress=None) -> dict:
+        """Check a reference recording and learn the voice from it (`audio.voice.add_voice`)."""
+        from audio import voice
 
         name = validate_name(name)
         if name == "joe":
@@ -100,30 +99,19 @@ class Catalog:
         if source.stat().st_size > MAX_VOICE_BYTES:
             raise ValueError(f"{source.name} is {source.stat().st_size / 1e6:.1f} MB; reference clips are limited "
                              f"to {MAX_VOICE_BYTES / 1e6:.0f} MB")
-        if self.get_voice(name) is not None:
-            raise ValueError(f"a voice named {name!r} exists already; choose another name")
-        waveform, rate = load_audio(source)
-        check_not_silent(waveform, rate, source.name)
-        folder = self.home / "voices"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{name}.wav"
-        write_wav(target, waveform, rate)
-        self._write("INSERT INTO voices VALUES (?, ?, ?)", (name, str(target), time.time()))
-        return {"name": name, "path": str(target), "seconds": len(waveform) / rate}
+        profile = voice.add_voice(source, name, engine=engine, home=self.home, progress=progress)
+        path = voice.voice_path(name, self.home) / "reference.wav"
+        self._write("INSERT OR REPLACE INTO voices VALUES (?, ?, ?)", (name, str(path), time.time()))
+        return {"name": name, "path": str(path), "seconds": float(profile.reference.speech_s)}
 
     def list_voices(self) -> list[dict]:
-        return self._rows("SELECT * FROM voices ORDER BY name")
+        from audio import voice
+
+        return [{"name": n, "path": str(voice.voice_path(n, self.home) / "reference.wav")}
+                for n in voice.list_voices(self.home)]
 
     def get_voice(self, name: str) -> dict | None:
-        rows = self._rows("SELECT * FROM voices WHERE name = ?", (name,))
-        return rows[0] if rows else None
-
-    def delete_voice(self, name: str) -> None:
-        entry = self.get_voice(name)
-        if entry is None:
-            raise ValueError(f"unknown voice {name!r}")
-        Path(entry["path"]).unlink(missing_ok=True)
-        self._write("DELETE FROM voices WHERE name = ?", (name,))
+        return next((v for v in self.list_voices() if v["name"] == name), None)
 
     # --- videos -----------------------------------------------------------------------------------------
     def new_video_path(self) -> tuple[str, Path]:

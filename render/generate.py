@@ -173,19 +173,14 @@ def check_voice(voice: str, home: Path, uploaded_audio: bool) -> None:
 def apply_voice(speech, voice: str, home: Path):
     """Speech in the built-in voice -> the same words in `voice` (a saved reference voice).
 
-    Conversion is the voices module's job (`audio.voice`); without it a reference voice cannot be used and
-    the caller gets a clear error instead of silently hearing the default voice.
+    Conversion is the voices module's job (`audio.voice`: WORLD-based conversion towards the reference).
     """
     if voice in ("", None, DEFAULT_VOICE):
         return speech
-    from avatar.catalog import Catalog
+    from audio.voice import load_profile
 
-    entry = Catalog(home).get_voice(voice)
-    if entry is None:
-        raise ValueError(f"unknown voice {voice!r}; known voices: {', '.join(known_voices(home))}")
     try:
-        from audio import voice as voice_module
-    except ModuleNotFoundError:
-        raise ValueError(f"voice {voice!r} needs voice conversion (audio/voice.py), which this build lacks; "
-                         f"use the voice {DEFAULT_VOICE!r}") from None
-    return voice_module.convert_speech(speech, Path(entry["path"]))
+        profile = load_profile(voice, home)
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from None
+    return profile.convert(speech)

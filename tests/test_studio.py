@@ -108,3 +108,15 @@ def test_avatar_rename_and_bad_names(studio, client):
         client.predict("tiny", "../x", api_name="/rename_avatar")
     with pytest.raises(AppError, match="unknown avatar"):
         client.predict("ghost", None, api_name="/delete_avatar")
+
+
+def test_voice_from_a_real_clip_then_a_video_in_it(studio, client, shared_data):
+    from gradio_client import handle_file
+
+    from render.video import probe
+
+    clip = shared_data / "speech" / "ljspeech_LJ001-0001.wav"
+    voices, _, _, message = client.predict("lj", handle_file(str(clip)), api_name="/add_voice")
+    assert "Saved voice 'lj'" in message and any(row[0] == "lj" for row in voices["data"])
+    video, download, status = _call(client, "Now in the new voice.", voice="lj")
+    assert probe(download).audio_codec == "aac" and status.startswith("Done")
