@@ -265,6 +265,25 @@ def learn_from_audio(coeffs: np.ndarray, fps: float, waveform: np.ndarray, sampl
     return learn_viseme_shapes(coeffs, fps, speech.phones, speech.phone_set, valid)
 
 
+def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | None = None) -> VisemeShapes | None:
+    """Learn an avatar's viseme shapes from its training clip (`avatar.preprocess.TrackedClip`: audio, tracked
+    expression coefficients, valid frames) and save them as `folder/viseme_shapes.json`.
+
+    holdout_from_frame: frames from here on (a held-out tail) are not used. Returns None, saving nothing,
+    when the clip has no audio or its speech cannot be timed (the avatar then talks with generic shapes)."""
+    if clip.audio.size == 0:
+        return None
+    stop = clip.num_frames if holdout_from_frame is None else int(holdout_from_frame)
+    samples = int(round(stop / clip.fps * clip.audio_sample_rate))
+    try:
+        shapes = learn_from_audio(clip.coeffs[:stop], clip.fps, clip.audio[:samples], clip.audio_sample_rate,
+                                  np.asarray(clip.valid[:stop]))
+    except ValueError:
+        return None
+    shapes.save(Path(folder) / SHAPES_FILE)
+    return shapes
+
+
 def shapes_for_avatar(avatar, folder: str | Path | None = None) -> VisemeShapes:
     """The avatar's saved `viseme_shapes.json` when present and compatible, else generic shapes."""
     if folder is not None:

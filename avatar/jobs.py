@@ -135,6 +135,7 @@ class JobRunner:
         from avatar.photo import build_photo_avatar, photo_config
         from avatar.preprocess import preprocess
         from avatar.train import preset
+        from animation.viseme_shapes import learn_shapes_from_clip
 
         report = self._progress(job_id)
         name = params["name"]
@@ -145,26 +146,10 @@ class JobRunner:
             avatar = build_photo_avatar(clip, name, destination, checkpoint, report, photo_config())
         else:
             avatar, _ = build_avatar_from_clip(clip, name, preset(params["preset"]), destination, checkpoint, report)
-            learn_shapes_from_clip(clip, destination)
+            learn_shapes_from_clip(clip, destination)  # the avatar's own mouth shapes, from its video's audio
         Path(params["source"]).unlink(missing_ok=True)
         self.generator.forget(name)
         return {"name": name, "gaussians": avatar.num_gaussians, "metrics": avatar.metrics}
 
     def status(self, job_id: str) -> dict | None:
         return self.catalog.get_job(job_id)
-
-
-def learn_shapes_from_clip(clip, folder: Path) -> None:
-    """Learn the avatar's viseme shapes from its training clip's audio and save them beside it (best effort:
-    a clip without usable speech keeps the generic shapes)."""
-    import numpy as np
-
-    from animation.viseme_shapes import SHAPES_FILE, learn_from_audio
-
-    if clip.audio.size == 0:
-        return
-    try:
-        shapes = learn_from_audio(clip.coeffs, clip.fps, clip.audio, clip.audio_sample_rate, np.asarray(clip.valid))
-    except ValueError:
-        return
-    shapes.save(Path(folder) / SHAPES_FILE)

@@ -32,7 +32,7 @@ HOLDOUT_S = 4.0
 
 def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict:
     from animation.lipsync_metrics import lipsync_scores, render_lipsync_tail
-    from animation.viseme_shapes import generic_viseme_shapes, learn_from_audio
+    from animation.viseme_shapes import generic_viseme_shapes, learn_shapes_from_clip
     from avatar.build import build_avatar_from_clip, prepare_clip
     from avatar.model import Avatar
     from avatar.preprocess import preprocess_video
@@ -52,9 +52,7 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     tail = np.arange(first, clip.num_frames)
     first_sample = int(round(first / clip.fps * clip.audio_sample_rate))
     # Viseme shapes from the training part only: its audio and tracked expressions, never the tail.
-    shapes = learn_from_audio(clip.coeffs[:first], clip.fps, clip.audio[:first_sample], clip.audio_sample_rate,
-                              np.asarray(clip.valid[:first]))
-    shapes.save(out / "viseme_shapes.json")
+    shapes = learn_shapes_from_clip(clip, out, holdout_from_frame=first) or generic_viseme_shapes(avatar.num_expressions)
     real = prepared.data.frames[first:].numpy()
     poses = (clip.rotation[tail], clip.translation[tail])
     row = {"video": path.name}
