@@ -147,7 +147,10 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """Velocity field v(x_t, cond, text, t): x, cond [B, N, n_mels], text [B, N] int64 (0 = filler) -> [B, N, n_mels]."""
+    """Velocity field v(x_t, cond, text, t).
+
+    x, cond: [B, N, n_mels] (noisy mel, masked reference mel); text: [B, N] int64 (0 = filler); t: [B] in
+    [0, 1] -> velocity [B, N, n_mels]."""
 
     def __init__(self, arch: ArchConfig, n_mels: int, vocab_size: int) -> None:
         super().__init__()

@@ -302,22 +302,31 @@ def load_profile(name: str, home: Path | None = None) -> VoiceProfile:
 
 
 def add_voice(clip: str | Path, name: str, engine=None, encoder=None, home: Path | None = None,
-              checks: ReferenceChecks = ReferenceChecks(), overwrite: bool = False) -> VoiceProfile:
-    """Check `clip`, fit a profile named `name` and save it. engine: a PiperEngine (loaded when None)."""
+              checks: ReferenceChecks = ReferenceChecks(), overwrite: bool = False, progress=None) -> VoiceProfile:
+    """Check `clip` (any audio or video file ffmpeg reads), fit a profile named `name` and save it.
+
+    engine: a PiperEngine (loaded when None). progress(stage) is called with "decode", "check", "calibrate",
+    "fit" and "save" as each stage starts. Nothing is written unless every stage succeeds."""
+    report_stage = progress or (lambda stage: None)
     from avatar.library import validate_name
 
     clean = validate_name(name)
     if (voice_path(clean, home) / "voice.json").is_file() and not overwrite:
         raise ValueError(f"a voice named {clean!r} exists already in {voices_dir(home)}; choose another name")
+    report_stage("decode")
     raw, prepared, _ = load_reference(clip)
+    report_stage("check")
     encoder = encoder or speaker_encoder()
     report = check_reference(raw, prepared, encoder, checks, name=Path(clip).name)
+    report_stage("calibrate")
     if engine is None:
         from audio.tts import PiperEngine
 
         engine = PiperEngine()
     calibration = engine.synthesize(CALIBRATION_TEXT)
+    report_stage("fit")
     profile = build_profile(clean, prepared, calibration, encoder, report)
+    report_stage("save")
     save_profile(profile, prepared, home, overwrite)
     return profile
 

@@ -50,8 +50,11 @@ def run_voice_add(args: argparse.Namespace) -> int:
 
     if not args.clip.is_file():
         raise FileNotFoundError(f"reference clip not found: {args.clip}")
-    print("checking the clip and learning the voice (about 10-30 s)...", file=sys.stderr)
-    profile = add_voice(args.clip, args.name, overwrite=args.overwrite)
+    stages = {"decode": "reading the clip", "check": "checking it is one person speaking",
+              "calibrate": "speaking the calibration text", "fit": "learning the voice (10-40 s)",
+              "save": "saving"}
+    profile = add_voice(args.clip, args.name, overwrite=args.overwrite,
+                        progress=lambda stage: print(f"[{stage}] {stages[stage]}", file=sys.stderr, flush=True))
     ref = profile.reference
     print(f"saved voice {profile.name!r} in {voice_path(profile.name)}: {ref.speech_s:.1f} s of speech, "
           f"method {profile.fit.chosen} (similarity to the clip {profile.fit.scores[profile.fit.chosen]:.2f}), "

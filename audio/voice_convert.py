@@ -14,8 +14,13 @@ half, Resemblyzer cosine against the held-back second half, plain Piper 0.45-0.5
   an extra 40-band EQ optimised through the Resemblyzer encoder (+0.015, 30-90 s per voice on the shared
   CPU); blending global and exemplar envelopes (+0.01, WER +10-15 points); shifting the aperiodicity to the
   reference's mean (no gain). Kokoro-82M style vectors were not tried (not installed; time).
-So `fit_conversion` tries both methods (global with several warp factors) on a fixed calibration sentence and
-keeps the candidate whose output is most similar to the reference clip itself (never to held-out audio).
+So `fit_conversion` tries both methods (global with several warp factors; frames only with >= 8 s of
+reference speech) on a fixed calibration sentence and keeps the candidate whose output is most similar to
+the reference clip itself (never to held-out audio), among those that pocketsphinx still understands
+(WER at most 8 points above the plain voice's on the calibration text: warps below 1 won on similarity
+but doubled the WER). Result (`python -m bench.voice`, shared CPU under load): similarity 0.61 mean
+(plain 0.51; the issue's target of 0.75 is NOT reached), WER 0.25 vs plain 0.23, conversion ~17x real time;
+fitting a voice takes 10-40 s.
 
 Speaking rate: `rate` > 1 speaks faster. The WORLD frames are resampled in time and every word/phone time is
 scaled by exactly output_duration / input_duration, so lip timing stays exact.
