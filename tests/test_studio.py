@@ -120,3 +120,27 @@ def test_voice_from_a_real_clip_then_a_video_in_it(studio, client, shared_data):
     assert "Saved voice 'lj'" in message and any(row[0] == "lj" for row in voices["data"])
     video, download, status = _call(client, "Now in the new voice.", voice="lj")
     assert probe(download).audio_codec == "aac" and status.startswith("Done")
+
+
+def test_training_upload_checks(studio, client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from avatar.catalog import Catalog
+
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("this is not a video")
+    with pytest.raises(AppError, match="must not contain|leave the data folder"):
+        client.predict(handle_file(str(fake)), "../x", "fast", api_name="/train")
+    with pytest.raises(AppError, match="exists already"):
+        client.predict(handle_file(str(fake)), "tiny", "fast", api_name="/train")
+    message = client.predict(handle_file(str(fake)), "fresh", "fast", api_name="/train")
+    assert "queued" in message
+    catalog, deadline = Catalog(studio.home), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = catalog.list_jobs("train", limit=1)[0]
+        if job["status"] in ("done", "failed"):
+            break
+        time.sleep(0.2)
+    assert job["status"] == "failed" and job["message"]  # a clear reason, and no avatar was made
+    assert "fresh" not in [a["name"] for a in catalog.list_avatars()]
