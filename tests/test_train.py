@@ -191,7 +191,7 @@ def test_photo_avatar_fits_one_frame_and_says_nothing_was_held_out(tmp_path):
 
     iio.imwrite(tmp_path / "astronaut.png", skimage.data.astronaut())
     clip = preprocess_photo(tmp_path / "astronaut.png", show_bar=False)
-    config = photo_config(resolution=64, iterations=80, time_budget_s=30.0, densify_from=40, densify_every=40)
+    config = photo_config(resolution=64, iterations=80, time_budget_s=600.0, densify_from=40, densify_every=40)
     build_photo_avatar(clip, "astronaut", tmp_path / "astronaut", config=config)
     avatar = Avatar.load(tmp_path / "astronaut")
     assert avatar.metrics["held_out_frames"] == 0 and "psnr" not in avatar.metrics
