@@ -54,6 +54,7 @@ def run_say(args: argparse.Namespace) -> int:
                              still=args.still, emotion=args.emotion, seed=args.seed),
         background=BackgroundSpec(kind=args.background, color=args.color, image=args.image),
         render=RenderOptions(size=args.size, backend=args.backend))
+    request.validate()  # bad input: one clear line before any progress bar
     bar = tqdm(total=1000, unit="‰", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
 
     def progress(stage: str, fraction: float, info: dict) -> None:
