@@ -3,6 +3,11 @@
     python app.py                      # Gradio studio on 127.0.0.1:7860
     python app.py speak --text T --out speech.wav --timing timing.json
     python app.py timing AUDIO [--text T] --out timing.json
+    python app.py say [--avatar NAME] (--text T | --audio FILE) [--voice V] --out OUT.mp4
+
+The studio's library (avatars, voices, videos, jobs; SQLite index `library.sqlite`) lives in the data folder,
+`$TALKING_AVATAR_HOME` or `~/.talking_avatar`. Upload limits: 500 MB for training videos/photos, 50 MB for
+speech audio, 20 MB for voice references and background pictures; scripts up to 5,000 characters.
 
 Each package registers its own subcommands (`<package>/cli.py: add_commands(subparsers)`), so this file stays
 a dispatcher. Heavy imports happen inside the command handlers, so `--help` is instant.
