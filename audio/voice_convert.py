@@ -14,7 +14,8 @@ half, Resemblyzer cosine against the held-back second half, plain Piper 0.45-0.5
   an extra 40-band EQ optimised through the Resemblyzer encoder (+0.015, 30-90 s per voice on the shared
   CPU); blending global and exemplar envelopes (+0.01, WER +10-15 points); shifting the aperiodicity to the
   reference's mean (no gain); phone-class-wise envelope gains (k-means of the reference's cepstra, K=4/8,
-  soft assignment) on top of the global conversion (no gain, +/-0.005). Kokoro-82M style vectors were not tried (not installed; time).
+  soft assignment) on top of the global conversion (no gain, +/-0.005). Kokoro-82M style vectors were not
+  tried (not installed; time).
 So `fit_conversion` tries both methods (global with several warp factors; frames only with >= 8 s of
 reference speech) on a fixed calibration sentence and keeps the candidate whose output is most similar to
 the reference clip itself (never to held-out audio), among those that pocketsphinx still understands
