@@ -75,6 +75,7 @@ class _Bar:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from animation.viseme_shapes import learn_shapes_from_clip
     from avatar import library
     from avatar.build import build_avatar_from_clip
     from avatar.photo import build_photo_avatar, photo_config
@@ -95,6 +96,9 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             avatar, _ = build_avatar_from_clip(clip, name, preset(args.preset), destination, checkpoint, bar,
                                                resume=not args.restart)
+            bar("viseme shapes", 0.0)
+            if learn_shapes_from_clip(clip, destination) is None:
+                print("note: the video's speech could not be timed; this avatar talks with generic mouth shapes")
     finally:
         bar.close()
     metrics = avatar.metrics
@@ -106,6 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from animation.lipsync_metrics import lipsync_scores, render_lipsync_tail
+    from animation.viseme_shapes import generic_viseme_shapes, learn_shapes_from_clip
     from avatar import video
     from avatar.build import build_avatar_from_clip
     from avatar.evaluate import render_frames, write_video
@@ -137,6 +143,16 @@ def run_eval(args: argparse.Namespace) -> int:
         first_sample = int(round(tail[0] / clip.fps * clip.audio_sample_rate))
         audio = clip.audio[first_sample:] if clip.audio.size else None
         write_video(frames, clip.fps, out / "reconstruction.mp4", audio, clip.audio_sample_rate)
+        lipsync = None
+        if audio is not None:
+            # The same tail driven by its audio alone (head poses from tracking); viseme shapes learned from
+            # the training part only, never the tail.
+            bar("lip sync", 0.0)
+            shapes = (learn_shapes_from_clip(clip, out, holdout_from_frame=tail[0])
+                      or generic_viseme_shapes(avatar.num_expressions))
+            poses = (clip.rotation[tail], clip.translation[tail])
+            _, driven = render_lipsync_tail(avatar, audio, clip.audio_sample_rate, poses, out / "lipsync.mp4", shapes)
+            lipsync = lipsync_scores(list(driven), list(prepared.data.frames[tail[0]:].numpy()))
         bar("encoding", 1.0)
     finally:
         bar.close()
@@ -150,6 +166,10 @@ def run_eval(args: argparse.Namespace) -> int:
         "resolution": avatar.camera.width, "fps": clip.fps, "tail_frames": len(tail),
         "reconstruction": str(out / "reconstruction.mp4"),
     }
+    if lipsync is not None:
+        metrics.update({"lipsync": str(out / "lipsync.mp4"), "lipsync_open_r": lipsync["open_r"],
+                        "lipsync_lmd_pct": lipsync["lmd_pct"],
+                        "lipsync_tracked_frames": f"{lipsync['tracked_frames']}/{lipsync['frames']}"})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     return 0

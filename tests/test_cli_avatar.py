@@ -101,3 +101,8 @@ def test_eval_renders_the_held_out_tail_with_its_audio(shared_data, tmp_path, ca
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out / "reconstruction.mp4")],
                            capture_output=True, text=True).stderr
     assert "Video: h264" in probe and "yuv420p" in probe and "Audio: aac" in probe
+    # The talking path: the same tail driven by its audio alone, scored against the real frames.
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(out / "lipsync.mp4"))
+    assert frames == 50 and abs(seconds - 2.0) < 0.1
+    assert -1.0 <= metrics["lipsync_open_r"] <= 1.0 and metrics["lipsync_lmd_pct"] > 0
+    assert metrics["lipsync"].endswith("lipsync.mp4")
