@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import wave
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
+
+from audio.io import write_wav_pcm16  # noqa: F401  (re-exported for audio.voice_cli)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -75,20 +75,6 @@ def _atomic_path(target: Path) -> Iterator[Path]:
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
-
-
-def write_wav_pcm16(path: Path, waveform: np.ndarray,  # [S] float in [-1, 1]
-                    sample_rate: int) -> None:
-    """Mono float waveform [S] in [-1, 1] -> 16-bit PCM WAV."""
-    waveform = np.asarray(waveform)
-    if waveform.ndim != 1:
-        raise ValueError(f"waveform must be mono [S], got shape {waveform.shape}")
-    pcm = np.clip(np.round(waveform * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(int(sample_rate))
-        out.writeframes(pcm.tobytes())
 
 
 class _TqdmProgress:

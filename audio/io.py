@@ -10,6 +10,7 @@ the trimmed audio can be mapped back to the original file.
 from __future__ import annotations
 
 import subprocess
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,3 +204,17 @@ def load_audio(path: str | Path, target_sr: int = 16000) -> tuple[np.ndarray, in
     """
     prepared = prepare_audio(path, AudioOptions(target_sr=target_sr))
     return prepared.waveform, prepared.sample_rate
+
+
+def write_wav_pcm16(path: Path, waveform: np.ndarray,  # [S] float in [-1, 1]
+                    sample_rate: int) -> None:
+    """Mono float waveform [S] in [-1, 1] -> 16-bit PCM WAV."""
+    waveform = np.asarray(waveform)
+    if waveform.ndim != 1:
+        raise ValueError(f"waveform must be mono [S], got shape {waveform.shape}")
+    pcm = np.clip(np.round(waveform * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(pcm.tobytes())

@@ -16,12 +16,12 @@ embeddings of 1.6 s windows must all agree with the clip's mean embedding).
 from __future__ import annotations
 
 import json
-import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from audio.io import write_wav_pcm16
 from audio.speech import Speech
 from audio.voice_convert import (FRAME_PERIOD_MS, SAMPLE_RATE, ConversionArrays, ConversionParams, FitReport,
                                  analyze, convert_speech, fit_conversion)
@@ -281,7 +281,7 @@ def save_profile(profile: VoiceProfile, reference: np.ndarray, home: Path | None
                 "reference": asdict(profile.reference), "fit": asdict(profile.fit)}
         (staging / "voice.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         save_file(profile.arrays.to_tensors(), str(staging / "voice.safetensors"))
-        _write_wav(staging / "reference.wav", reference, SAMPLE_RATE)
+        write_wav_pcm16(staging / "reference.wav", reference, SAMPLE_RATE)
     return target
 
 
@@ -331,10 +331,3 @@ def add_voice(clip: str | Path, name: str, engine=None, encoder=None, home: Path
     return profile
 
 
-def _write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
-    pcm = (np.clip(waveform, -1.0, 1.0) * 32767.0).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sample_rate)
-        handle.writeframes(pcm.tobytes())

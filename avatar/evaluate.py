@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from audio.io import write_wav_pcm16
 from avatar.losses import psnr, ssim_map
 from avatar.train import TrainingData, render_frame
 
@@ -151,15 +151,6 @@ def save_curves(history: dict[str, list[float]], path: Path, held_out_psnr: floa
     return path
 
 
-def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sample_rate)
-        handle.writeframes(pcm.tobytes())
-
-
 def write_video(frames: np.ndarray, fps: float, path: Path, audio: np.ndarray | None = None,
                 sample_rate: int = 16000) -> Path:
     """Encode frames [T, H, W, 3] uint8 as H.264 (yuv420p) + AAC MP4 with the ffmpeg imageio-ffmpeg ships.
@@ -184,7 +175,7 @@ def write_video(frames: np.ndarray, fps: float, path: Path, audio: np.ndarray | 
             clip = np.zeros(samples, np.float32)
             clip[: min(samples, audio.size)] = audio[:samples]
             wav = Path(scratch) / "audio.wav"
-            _write_wav(wav, clip, sample_rate)
+            write_wav_pcm16(wav, clip, sample_rate)
             command += ["-i", str(wav), "-c:a", "aac", "-b:a", "128k"]
         command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "medium", "-crf", "18",
                     "-movflags", "+faststart", "-t", f"{duration:.6f}", str(path)]
