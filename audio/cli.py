@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 
-from audio.io import write_wav_pcm16  # noqa: F401  (re-exported for audio.voice_cli)
+from audio.io import write_wav_pcm16
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -77,6 +77,18 @@ def _atomic_path(target: Path) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
 
 
+def save_speech_outputs(speech, wav_path: Path, timing_path: Path | None) -> None:
+    """Write the WAV (and timing JSON) atomically, so a failure never replaces an earlier output, then print
+    the speech's notes for the user."""
+    with _atomic_path(wav_path) as temp_wav:
+        write_wav_pcm16(temp_wav, speech.waveform, speech.sample_rate)
+        if timing_path is not None:
+            with _atomic_path(timing_path) as temp_json:
+                speech.save_timing(temp_json)
+    for note in speech.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
 class _TqdmProgress:
     """A `ProgressFn` that shows one tqdm bar per stage on stderr."""
 
@@ -116,13 +128,7 @@ def run_speak(args: argparse.Namespace) -> int:
         speech = PiperEngine().synthesize(text, options, progress=progress)
     finally:
         progress.close()
-    with _atomic_path(args.out) as temp_wav:
-        write_wav_pcm16(temp_wav, speech.waveform, speech.sample_rate)
-        if args.timing is not None:
-            with _atomic_path(args.timing) as temp_json:
-                speech.save_timing(temp_json)
-    for note in speech.notes:
-        print(f"note: {note}", file=sys.stderr)
+    save_speech_outputs(speech, args.out, args.timing)
     timing = f" and {args.timing} ({len(speech.words)} words, {len(speech.phones)} phones)" if args.timing else ""
     print(f"wrote {args.out} ({speech.duration_s:.2f} s at {speech.sample_rate} Hz){timing}")
     return 0

@@ -78,7 +78,7 @@ def run_voice_list(args: argparse.Namespace) -> int:
 
 
 def run_say(args: argparse.Namespace) -> int:
-    from audio.cli import _TqdmProgress, _atomic_path, _check_output, _read_text, write_wav_pcm16
+    from audio.cli import _TqdmProgress, _check_output, _read_text, save_speech_outputs
     from audio.voice import load_profile, voice_path
 
     text = _read_text(args.text, args.text_file)
@@ -105,12 +105,6 @@ def run_say(args: argparse.Namespace) -> int:
         finally:
             progress.close()
         speech = profile.convert(plain)
-    with _atomic_path(args.out) as temp_wav:
-        write_wav_pcm16(temp_wav, speech.waveform, speech.sample_rate)
-        if args.timing is not None:
-            with _atomic_path(args.timing) as temp_json:
-                speech.save_timing(temp_json)
-    for note in speech.notes:
-        print(f"note: {note}", file=sys.stderr)
+    save_speech_outputs(speech, args.out, args.timing)
     print(f"wrote {args.out} ({speech.duration_s:.2f} s at {speech.sample_rate} Hz, voice {profile.name!r})")
     return 0
