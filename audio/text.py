@@ -4,7 +4,9 @@ Piper's espeak phonemizer reads digits and symbols inconsistently ("Dr." even en
 everything that is not a plain word is written out here first: cardinals (negatives, decimals, thousands
 separators), ordinals, years, currency, percentages, times, units and common abbreviations. The result is
 US English (no "and" inside numbers: 105 -> "one hundred five"). A bare four-digit number from 1100 to 2099
-is read as a year ("in 1999", "2024 was"), the common case in scripts; write "1,999" for the cardinal.
+is read as a year unless it counts something: "in 1999", "2024 was", "March 3, 2024" are years, "1234 people"
+and "2048 bytes" are cardinals (a following noun that is not a verb or a connective). Write "1,999" to force the
+cardinal.
 
 Sentence splitting happens on the raw text (so "Dr. Smith", "e.g. Paris", "3.5", "Wait... what" stay in
 one sentence) and expansion happens per sentence. Limits: at most `MAX_TEXT_CHARS` characters in; long
@@ -162,6 +164,16 @@ _HOUR_AMPM_RE = re.compile(r"\b(?P<h>\d{1,2})\s?(?P<ampm>[ap])\.?\s?m\b\.?", re.
 _ORDINAL_RE = re.compile(r"\b(?P<num>\d[\d,]*)(?P<suf>st|nd|rd|th)\b", re.IGNORECASE)
 _DECADE_RE = re.compile(r"\b(?P<num>1[1-9]\d0|20\d0)'?s\b")
 _YEAR_RE = re.compile(r"(?<![\d.,$€£¥-])\b(?P<num>1[1-9]\d\d|20\d\d)\b(?![.,]\d)")
+# Words after a four-digit number that still leave it a year ("2024 was", "1999 and 2005", "in 2020 we").
+_AFTER_YEAR_WORDS = frozenset(
+    "a an and or but was were is are will would had has have saw brought marked began ended became when where "
+    "while as at in on by to of for from with until till through since after before during we i you he she it "
+    "they the this that these those there then so if because ad bc bce ce".split())
+# Words before one that make it a year whatever follows ("in 2020 Obama won", "since 1990 prices rose").
+_BEFORE_YEAR_WORDS = frozenset(
+    "in since by from until till during before after year circa around early late mid spring summer autumn fall "
+    "winter january february march april may june july august september october november december jan feb mar "
+    "apr jun jul aug sep sept oct nov dec".split())
 _RANGE_RE = re.compile(r"(?<![\w.-])(?P<a>\d+)\s?[-–]\s?(?P<b>\d+)(?!\w|\.\d)")
 _SIGNED_NUMBER_RE = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+")
 _INITIALISM_RE = re.compile(r"\b(?:[A-Z]\.){2,}")
@@ -352,6 +364,17 @@ def _abbreviation(match: re.Match) -> str:
     return match.group()
 
 
+def _year_or_count(match: re.Match) -> str:
+    """A bare 1100-2099 is a year unless the next word is a noun it counts ("1234 people" is a cardinal)."""
+    number = int(match["num"])
+    before = re.search(r"([A-Za-z]+)\.?\s*(?:\d{1,2},?\s*)?$", match.string[:match.start()])
+    if before and before.group(1).lower() in _BEFORE_YEAR_WORDS:
+        return read_year(number)
+    following = re.match(r"\s*([A-Za-z]+)", match.string[match.end():])
+    counted = following and following.group(1).islower() and following.group(1) not in _AFTER_YEAR_WORDS
+    return match["num"] if counted else read_year(number)  # a count is left for the cardinal reader below
+
+
 def expand_sentence(sentence: str) -> str:
     """Write out numbers, symbols and abbreviations of one sentence; the result ends in . ! or ?."""
     s = sentence
@@ -370,7 +393,7 @@ def expand_sentence(sentence: str) -> str:
     s = _ORDINAL_RE.sub(lambda m: read_ordinal(int(m["num"].replace(",", ""))), s)
     s = _DECADE_RE.sub(lambda m: _plural_word(read_year(int(m["num"]))), s)
     s = _RANGE_RE.sub(lambda m: f"{m['a']} to {m['b']}", s)
-    s = _YEAR_RE.sub(lambda m: read_year(int(m["num"])), s)
+    s = _YEAR_RE.sub(_year_or_count, s)
     s = re.sub(r"#\s?(?=\d)", "number ", s)
     s = _SIGNED_NUMBER_RE.sub(lambda m: f" {read_number(m.group())} ", s)
     for symbol, spoken in (("&", " and "), ("+", " plus "), ("=", " equals "), ("@", " at "), ("×", " times "),

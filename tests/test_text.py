@@ -70,6 +70,12 @@ def test_read_number(token, words):
     ("Back in the 1990s.", "Back in the nineteen nineties."),
     ("Pages 10-20.", "Pages ten to twenty."),
     ("From 1999-2005.", "From nineteen ninety-nine to two thousand five."),
+    ("We saw 1234 people.", "We saw one thousand two hundred thirty-four people."),
+    ("It has 2048 bytes.", "It has two thousand forty-eight bytes."),
+    ("In 2020 Obama won.", "In twenty twenty Obama won."),
+    ("Since 1990 prices rose.", "Since nineteen ninety prices rose."),
+    ("On May 3, 2024 we met.", "On May three, twenty twenty-four we met."),
+    ("1999 was a year.", "nineteen ninety-nine was a year."),
     ("There are 1,234,567 people.", "There are one million two hundred thirty-four thousand five hundred "
                                     "sixty-seven people."),
     ("Dr. Smith met Mr. and Mrs. Jones.", "Doctor Smith met Mister and Missus Jones."),
