@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +41,9 @@ class PreparedClip:
     topology: object  # avatar.mesh.ExtendedMeshTopology
     camera: CameraSpec
     plate: Tensor  # [H, W, 3] uint8 at the training resolution
+    # True when no held-out frame shaped the neutral, the expression basis or the plate (preprocessed with
+    # that holdout), or when nothing is held out
+    rig_excludes_held_out: bool = True
 
 
 def _resize_bytes(images: np.ndarray, size: int) -> Tensor:
@@ -94,6 +98,11 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
         valid = set(np.flatnonzero(clip.valid).tolist())
         train_indices = [i for i in train_indices if i in valid]
         holdout_indices = [i for i in holdout_indices if i in valid]
+    honest = _rig_excludes(clip, holdout_indices)
+    if not honest:
+        warnings.warn("the clip's neutral shape, expression basis and background plate were fitted on every frame, "
+                      "held-out ones included; preprocess it with the same holdout for an honest held-out score",
+                      stacklevel=2)
     data = TrainingData(
         frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),
         vertices=vertices, faces=topology.faces,
@@ -103,7 +112,20 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
         fingerprint=_fingerprint(clip, train_indices, holdout_indices),
     )
     plate = _resize_bytes(clip.background[None], resolution)[0]
-    return PreparedClip(data, rig, topology, camera, plate)
+    return PreparedClip(data, rig, topology, camera, plate, honest)
+
+
+def _rig_excludes(clip, holdout_indices: list[int]) -> bool:
+    """Whether the frames holdout_indices were all left out when the clip's rig and plate were fitted."""
+    from avatar.preprocess import Holdout
+
+    if not holdout_indices:
+        return True
+    fitted_without = clip.meta.get("holdout")
+    if not fitted_without:
+        return False
+    held = Holdout(float(fitted_without["seconds"]), int(fitted_without["every"])).mask(clip.num_frames, clip.fps)
+    return bool(held[holdout_indices].all())
 
 
 def _generic_mouth_colors(params: dict[str, Tensor], parent: Tensor, topology) -> None:
@@ -164,7 +186,7 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
                       f"{label}: PSNR {scored.psnr_db:.2f} dB, SSIM {scored.ssim:.3f} (head region)",
                       real_label="real (held out)" if held_out else "real (trained on)")
     if held_out:
-        metrics = scored.to_dict()
+        metrics = {**scored.to_dict(), "rig_excludes_held_out": prepared.rig_excludes_held_out}
     else:
         metrics = {"fit_psnr_training_frame": scored.psnr_db, "fit_ssim_training_frame": scored.ssim,
                    "render_fps": scored.render_fps, "held_out_frames": 0}

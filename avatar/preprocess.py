@@ -38,6 +38,27 @@ class PreprocessConfig:
     crop: matting.CropConfig = matting.CropConfig()
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """Frames an evaluation will hold out: every `every`-th frame (0 = none) and the last `seconds`, the split of
+    `avatar.train.split_frames`. Preprocessing fits the neutral shape, the expression basis and the background
+    plate without them, so held-out frames are scored on a rig that never saw their landmarks or pixels."""
+
+    seconds: float
+    every: int
+
+    def mask(self, num_frames: int, fps: float) -> np.ndarray:  # [T] bool, True = held out
+        from avatar.train import split_frames
+
+        held = np.zeros(num_frames, bool)
+        if num_frames > 1:
+            held[split_frames(num_frames, fps, self.every, self.seconds)[1]] = True
+        return held
+
+    def to_dict(self) -> dict:
+        return {"seconds": float(self.seconds), "every": int(self.every)}
+
+
 @dataclass
 class TrackedClip:
     """Training data for one avatar. Pixel arrays are in the head crop (camera = `camera`, already cropped);
@@ -184,17 +205,21 @@ class _Stages:
 
 
 def preprocess(path: str | Path, config: PreprocessConfig = PreprocessConfig(),
-               progress: ProgressCallback | None = None, show_bar: bool = True) -> TrackedClip:
-    """Video or photo (decided by content) -> TrackedClip. Raises ValueError with a clear sentence on bad input."""
+               progress: ProgressCallback | None = None, show_bar: bool = True,
+               holdout: Holdout | None = None) -> TrackedClip:
+    """Video or photo (decided by content) -> TrackedClip. Raises ValueError with a clear sentence on bad input.
+    `holdout` (videos only): frames kept out of the rig and plate fits (see `Holdout`)."""
     info = video.probe_media(path)
     if info.kind == "image":
         return preprocess_photo(path, config, progress, show_bar)
-    return preprocess_video(path, config, progress, show_bar)
+    return preprocess_video(path, config, progress, show_bar, holdout)
 
 
 def preprocess_video(path: str | Path, config: PreprocessConfig = PreprocessConfig(),
-                     progress: ProgressCallback | None = None, show_bar: bool = True) -> TrackedClip:
-    """Track, rig, crop and matte a talking-head video (see the module docstring)."""
+                     progress: ProgressCallback | None = None, show_bar: bool = True,
+                     holdout: Holdout | None = None) -> TrackedClip:
+    """Track, rig, crop and matte a talking-head video (see the module docstring); with `holdout`, the neutral,
+    expression basis and background plate are fitted on the other frames only (`fit_rig_excluding`)."""
     stages = _Stages(progress, show_bar)
     stages.report("probe", 0.0)
     info = video.probe_media(path)
@@ -214,7 +239,7 @@ def preprocess_video(path: str | Path, config: PreprocessConfig = PreprocessConf
     def decode_again():  # second pass for the crops: cheaper than holding full-size frames
         return video.iter_video_frames(path, config.fps, config.max_seconds, info)
 
-    return _finish(raw, decode_again, audio_source, info, config, stages, notes)
+    return _finish(raw, decode_again, audio_source, info, config, stages, notes, holdout)
 
 
 def preprocess_photo(path: str | Path, config: PreprocessConfig = PreprocessConfig(),
@@ -230,15 +255,16 @@ def preprocess_photo(path: str | Path, config: PreprocessConfig = PreprocessConf
 
 
 def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callable, info: video.MediaInfo,
-            config: PreprocessConfig, stages: _Stages, notes: list[str]) -> TrackedClip:
+            config: PreprocessConfig, stages: _Stages, notes: list[str], holdout: Holdout | None = None) -> TrackedClip:
     checked = tracking.check_track(raw, config.tracking)
     notes = notes + checked.notes
     stages.report("rig", 0.0)
-    head_rig = rig_module.fit_rig(checked.landmarks, checked.valid, raw.width, raw.height, config.fps, config.rig,
-                                  progress=lambda f: stages.report("rig", f))
+    total = raw.landmarks.shape[0]
+    held = holdout.mask(total, config.fps) if holdout is not None else np.zeros(total, bool)
+    head_rig = fit_rig_excluding(checked.landmarks, checked.valid, held, raw.width, raw.height, config.fps,
+                                 config.rig, progress=lambda f: stages.report("rig", f))
     box = matting.head_crop_box(checked.landmarks, checked.valid, raw.width, raw.height, config.crop)
     resolution = config.crop.resolution
-    total = raw.landmarks.shape[0]
     crops, mattes = [], []
     stages.report("crop", 0.0)
     with matting.Segmenter(config.crop.segmentation_model) as segmenter:
@@ -253,7 +279,7 @@ def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callab
         raise ValueError(f"the second decoding pass gave {len(crops)} frames, the first {total}")
     frames, matte_stack = np.stack(crops), np.stack(mattes)
     stages.report("background", 0.0)
-    plate, inpainted = matting.background_plate(frames, matte_stack)
+    plate, inpainted = matting.background_plate(frames[~held], matte_stack[~held])
     stages.report("audio", 0.0)
     audio = audio_source()
     if audio is not None:
@@ -275,6 +301,8 @@ def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callab
         "reprojection_px": {"median": float(np.median(errors)), "p95": float(np.percentile(errors, 95)),
                             "max": float(errors.max())},
         "background_inpainted_fraction": inpainted,
+        # the split the rig and plate were fitted without (None: fitted on every frame)
+        "holdout": holdout.to_dict() if holdout is not None else None,
         "stage_seconds": stages.timings,
     }
     f32 = np.float32
@@ -287,6 +315,54 @@ def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callab
         audio=(audio if audio is not None else np.zeros(0)).astype(f32), audio_sample_rate=config.audio_sample_rate,
         background=plate, valid=checked.valid.astype(bool), meta=meta,
     )
+
+
+def _fill_from_frames(signal: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """signal [T, ...] with the frames outside keep [T] bool replaced by linear interpolation between the
+    nearest kept frames (held constant before the first and after the last), so nothing of them remains."""
+    kept = np.flatnonzero(keep)
+    frames = np.arange(signal.shape[0])
+    after = np.clip(np.searchsorted(kept, frames), 1, len(kept) - 1) if len(kept) > 1 else np.zeros_like(frames)
+    before = after - 1 if len(kept) > 1 else after
+    left, right = kept[before], kept[after]
+    weight = np.where(right > left, (frames - left) / np.maximum(right - left, 1), 0.0).clip(0.0, 1.0)
+    weight = weight.reshape((-1,) + (1,) * (signal.ndim - 1))
+    filled = signal[left] * (1 - weight) + signal[right] * weight
+    return np.where(keep.reshape(weight.shape), signal, filled)
+
+
+def fit_rig_excluding(landmarks: np.ndarray, valid: np.ndarray, held: np.ndarray, width: int, height: int,
+                      fps: float, config: RigConfig = RigConfig(),
+                      progress: Callable[[float], None] | None = None) -> HeadRig:
+    """`rig.fit_rig` on tracked landmarks [T, 478, 3] whose neutral shape, expression basis and training-frame
+    poses and coefficients depend on no frame of held [T] bool; the held frames are then posed against that
+    neutral and projected onto that basis from their own landmarks (as a new clip would be).
+
+    The rig smooths its tracks over time, so simply excluding the held frames from the medians and the PCA
+    would still leak their landmarks into their neighbours: they are first replaced by interpolation.
+    """
+    if held.shape != valid.shape:
+        raise ValueError(f"held must be [T] = {valid.shape}, got {held.shape}")
+    if not held.any():
+        return rig_module.fit_rig(landmarks, valid, width, height, fps, config, progress)
+    keep = ~held
+    if not (valid & keep).any():
+        raise ValueError("no validly tracked frame is left to fit the rig once the held-out frames are removed")
+    fitted = rig_module.fit_rig(_fill_from_frames(landmarks, keep), valid & keep, width, height, fps, config, progress)
+    neutral, basis = fitted.neutral, fitted.basis
+    lifted = rig_module.lift_to_camera(landmarks.astype(np.float64), neutral, fitted.intrinsics)
+    rvecs, tvecs = rig_module.fit_poses(neutral, lifted)
+    rvecs = tracking.zero_phase_smooth(rvecs, fps, config.pose_cutoff_hz)
+    tvecs = tracking.zero_phase_smooth(tvecs, fps, config.pose_cutoff_hz)
+    rotation = rig_module.rotvec_to_matrix(rvecs)
+    head = np.einsum("tji,tvj->tvi", rotation, lifted - tvecs[:, None, :])
+    residuals = tracking.zero_phase_smooth(head - neutral[None], fps, config.expression_cutoff_hz)
+    coeffs = residuals.reshape(len(residuals), -1) @ basis.reshape(len(basis), -1).T
+    pick = held[:, None]
+    return HeadRig(fitted.intrinsics, neutral,
+                   np.where(pick[..., None], rotation, fitted.rotation), np.where(pick, tvecs, fitted.translation),
+                   np.where(pick[..., None], neutral[None] + residuals, fitted.head_landmarks), basis,
+                   np.where(pick, coeffs, fitted.coeffs), fitted.explained_variance)
 
 
 def save_debug_png(clip: TrackedClip, path: str | Path, num_frames: int = 4) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from avatar import rig, video
 from avatar.matting import CropConfig
-from avatar.preprocess import PreprocessConfig, TrackedClip, preprocess, preprocess_photo, preprocess_video
+from avatar.preprocess import Holdout, PreprocessConfig, TrackedClip, preprocess, preprocess_photo, preprocess_video
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,8 @@ def obama_clip(shared_data):
     stages = []
     clip = preprocess_video(shared_data / "video" / "obama_weekly_address_20s.mp4",
                             PreprocessConfig(max_seconds=3.0, min_seconds=3.0),
-                            progress=lambda stage, fraction: stages.append((stage, fraction)), show_bar=False)
+                            progress=lambda stage, fraction: stages.append((stage, fraction)), show_bar=False,
+                            holdout=Holdout(seconds=1.0, every=10))
     return clip, stages
 
 
@@ -152,3 +153,86 @@ def test_video_with_hidden_face_gap(shared_data, tmp_path):
     assert not clip.valid[50:65].any() and clip.valid[:50].all() and clip.valid[65:].all()
     assert any("50-64" in note for note in clip.meta["notes"])
     assert np.isfinite(clip.coeffs).all() and np.isfinite(clip.translation).all()
+
+
+def _synthetic_talking_landmarks(frames: int = 75, fps: float = 25.0, seed: int = 0) -> np.ndarray:
+    """MediaPipe-like landmarks [T, 478, 3] (pixels + weak-perspective depth) of the astronaut's face moving
+    along a smooth pose track with a smooth random expression (mouth and brow points displaced)."""
+    import skimage.data
+    from scipy.spatial.transform import Rotation
+
+    from avatar import tracking
+
+    neutral = rig.canonicalise(tracking.track_frames([skimage.data.astronaut()], static=True).landmarks[0].astype(float))
+    rng = np.random.default_rng(seed)
+    times = np.arange(frames) / fps
+    modes = rng.normal(0.0, 0.002, (3, 478, 3)) * (np.arange(478) % 3 == 0)[None, :, None]  # metres
+    weights = np.stack([np.sin(2 * np.pi * f * times + p) for f, p in ((1.1, 0), (0.7, 1), (1.9, 2))], 1)
+    heads = neutral[None] + np.einsum("tk,kvc->tvc", weights, modes)
+    rvecs = np.stack([0.1 * np.sin(2 * np.pi * 0.5 * times), 0.08 * np.sin(2 * np.pi * 0.3 * times + 1),
+                      0.03 * np.cos(2 * np.pi * 0.4 * times)], 1)
+    translation = np.stack([0.02 * np.sin(times), -0.01 * np.cos(times), 0.55 + 0.02 * np.sin(0.7 * times)], 1)
+    camera = rig.pose_points(heads, Rotation.from_rotvec(rvecs).as_matrix(), translation)
+    intrinsics = rig.Intrinsics.from_fov(512, 512, 35.0)
+    pixels = rig.project(camera, intrinsics)
+    depth_px = (camera[..., 2] - camera[..., 2].mean(1, keepdims=True)) * intrinsics.fx / camera[..., 2].mean(1)[:, None]
+    return np.concatenate([pixels, depth_px[..., None]], -1)
+
+
+def test_rig_fit_ignores_held_out_landmarks():
+    """With a holdout, the neutral, the expression basis and the training frames' poses and coefficients must
+    not move when the held-out frames' landmarks change (a plain fit on the other frames would: its temporal
+    smoothing carries them into their neighbours); held-out frames are still posed and projected on that basis."""
+    from avatar.preprocess import Holdout, fit_rig_excluding
+
+    frames, fps = 75, 25.0
+    landmarks = _synthetic_talking_landmarks(frames, fps)
+    valid = np.ones(frames, bool)
+    held = Holdout(seconds=0.8, every=10).mask(frames, fps)
+    assert held[[0, 10, 50]].all() and held[-20:].all() and not held[[1, 11, 54]].any()
+    changed = landmarks.copy()
+    rng = np.random.default_rng(1)
+    changed[held] += rng.normal(0.0, 4.0, changed[held].shape)  # pixels: a very different held-out face
+    a = fit_rig_excluding(landmarks, valid, held, 512, 512, fps)
+    b = fit_rig_excluding(changed, valid, held, 512, 512, fps)
+    np.testing.assert_array_equal(a.neutral, b.neutral)
+    np.testing.assert_array_equal(a.basis, b.basis)
+    train = ~held
+    np.testing.assert_array_equal(a.coeffs[train], b.coeffs[train])
+    np.testing.assert_array_equal(a.rotation[train], b.rotation[train])
+    np.testing.assert_array_equal(a.translation[train], b.translation[train])
+    assert np.abs(a.coeffs[held] - b.coeffs[held]).max() > 1e-4  # held-out frames use their own landmarks
+    # the naive fit (held frames only dropped from the medians and the PCA) is influenced: the test can fail
+    plain_a = rig.fit_rig(landmarks, valid & train, 512, 512, fps)
+    plain_b = rig.fit_rig(changed, valid & train, 512, 512, fps)
+    assert np.abs(plain_a.basis - plain_b.basis).max() > 1e-6
+    # held-out frames are still well explained by a basis fitted without them
+    error = rig.reprojection_error_px(a, landmarks[..., :2])
+    assert np.median(error[held]) < 0.5
+
+
+def test_rig_fit_without_holdout_is_the_plain_fit():
+    from avatar.preprocess import fit_rig_excluding
+
+    landmarks = _synthetic_talking_landmarks(30)
+    valid = np.ones(30, bool)
+    a = fit_rig_excluding(landmarks, valid, np.zeros(30, bool), 512, 512, 25.0)
+    b = rig.fit_rig(landmarks, valid, 512, 512, 25.0)
+    np.testing.assert_array_equal(a.basis, b.basis)
+    np.testing.assert_array_equal(a.coeffs, b.coeffs)
+    with pytest.raises(ValueError, match="held must be"):
+        fit_rig_excluding(landmarks, valid, np.zeros(29, bool), 512, 512, 25.0)
+
+
+def test_prepare_clip_knows_whether_the_rig_saw_held_out_frames(obama_clip):
+    from avatar.build import _rig_excludes
+
+    clip, _ = obama_clip  # preprocessed with Holdout(1.0 s, every 10)
+    assert clip.meta["holdout"] == {"seconds": 1.0, "every": 10}
+    assert _rig_excludes(clip, []) and _rig_excludes(clip, [0, 10, 74]) and not _rig_excludes(clip, [0, 5])
+    saved = clip.meta["holdout"]
+    clip.meta["holdout"] = None  # fitted on every frame
+    try:
+        assert _rig_excludes(clip, []) and not _rig_excludes(clip, [0, 10])
+    finally:
+        clip.meta["holdout"] = saved
