@@ -96,12 +96,14 @@ def lipsync_scores(rendered_frames, real_frames) -> dict:
 
 def render_lipsync_tail(avatar, tail_audio: np.ndarray, sample_rate: int, tail_poses: tuple[np.ndarray, np.ndarray],
                         out_path: str | Path, shapes=None, text: str | None = None, background=None,
-                        keep_frames: bool = True):
+                        keep_frames: bool = True, mouth=None):
     """Drive `avatar` over a held-out tail by its audio alone and write `out_path` (MP4 with that audio).
 
     tail_audio: [S] mono; tail_poses: (rotations [T, 3, 3], translations [T, 3]) tracked head poses of the
     tail, T = its frame count at avatar.fps; shapes: viseme shapes learned from the training part only (None:
-    generic). Returns (VideoResult, frames [T, H, W, 3] uint8 or None).
+    generic); mouth: the audio -> expression model fitted on the training part only (None: phone visemes
+    alone), applied with the recording's own audio delay since this replays the training recording.
+    Returns (VideoResult, frames [T, H, W, 3] uint8 or None).
     """
     from animation.motion import MotionOptions, motion_from_speech
     from audio.align import time_speech
@@ -113,7 +115,9 @@ def render_lipsync_tail(avatar, tail_audio: np.ndarray, sample_rate: int, tail_p
     audio = fit_audio(tail_audio, sample_rate, n, avatar.fps)
     speech = time_speech(audio, text, sample_rate=sample_rate)
     options = MotionOptions(fps=avatar.fps, blinks_per_minute=0.0, head_motion=0.0, still=True)
-    motion = motion_from_speech(speech, avatar, options, shapes, poses=(rotations, translations))
+    delay = None if mouth is None else mouth.facts.recording_delay_frames
+    motion = motion_from_speech(speech, avatar, options, shapes, poses=(rotations, translations), mouth=mouth,
+                                mouth_delay_frames=delay)
     if motion.num_frames != n:
         raise ValueError(f"the tail has {n} poses but its audio gives {motion.num_frames} frames")
     background = background or BackgroundSpec("plate")

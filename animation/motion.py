@@ -23,6 +23,8 @@ from torch import Tensor
 
 from animation import idle
 from animation.visemes import SILENCE, VISEMES
+from animation.mouth_model import MouthModel
+from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
 from animation.viseme_shapes import GENERIC, GENERIC_INDEX, VisemeShapes, extended_basis, generic_viseme_shapes
 
 FORMAT_VERSION = 1
@@ -150,11 +152,16 @@ def frame_count(audio_seconds: float, fps: float) -> int:
 
 
 def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
-                       shapes: VisemeShapes | None = None, poses: tuple[np.ndarray, np.ndarray] | None = None) -> Motion:
+                       shapes: VisemeShapes | None = None, poses: tuple[np.ndarray, np.ndarray] | None = None,
+                       mouth: MouthModel | None = None, mouth_delay_frames: int | None = None) -> Motion:
     """Speech (waveform + timed phones) -> Motion for `avatar`.
 
     shapes: the avatar's viseme shapes (default: generic). poses: optional fixed head poses (rotations
     [T, 3, 3], translations [T, 3]) used instead of idle motion, e.g. the tracked poses of a held-out clip.
+    mouth: the avatar's audio -> expression model (`animation.mouth_model`); when given (and fitted at this
+    frame rate) it drives the mouth from the audio, and the phone-based shapes only close the lips on p/b/m.
+    mouth_delay_frames: None for new speech; the model's `recording_delay_frames` when replaying the
+    avatar's own recording (its audio/video offset then applies to the replayed audio too).
     """
     from animation.coarticulation import viseme_weights
     from animation.loudness import frame_rms, loudness_gain, mouth_openness
@@ -174,8 +181,14 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     rest_coeffs, rest_generic = shapes.apply(np.eye(len(VISEMES))[[silence]])
     speaking = 1.0 - weights[:, silence]
     loud = (0.75 + 0.5 * gain)[:, None] * speaking[:, None] + (1 - speaking[:, None])
-    coeffs = rest_coeffs + (coeffs - rest_coeffs) * loud * options.expression
-    generic = rest_generic + (generic - rest_generic) * loud * options.expression
+    coeffs = rest_coeffs + (coeffs - rest_coeffs) * loud
+    generic = rest_generic + (generic - rest_generic) * loud
+    mouth_source = "visemes"
+    if mouth is not None and abs(mouth.facts.fps - fps) < 1e-6:
+        coeffs, generic = _mouth_from_audio(mouth, speech, weights, coeffs, generic, n, mouth_delay_frames)
+        mouth_source = "audio model"
+    coeffs = rest_coeffs + (coeffs - rest_coeffs) * options.expression
+    generic = rest_generic + (generic - rest_generic) * options.expression
 
     emotion = EMOTIONS[options.emotion] * options.expression
     ramp = np.clip(np.arange(n) / max(1.0, 0.5 * fps), 0, 1)
@@ -202,5 +215,25 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
         translations = base_t[None] + t_off
     meta = {"source": speech.source, "phone_set": speech.phone_set, "text": speech.text[:2000],
             "options": asdict(options), "viseme_shapes": shapes.source,
-            "learned_visemes": int(np.count_nonzero(shapes.learned))}
+            "learned_visemes": int(np.count_nonzero(shapes.learned)), "mouth": mouth_source}
     return Motion(fps, rotations, translations, coeffs, generic, blinks, openness, speech.duration_s, meta)
+
+
+def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coeffs: np.ndarray,
+                      phone_generic: np.ndarray, n: int, delay_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The audio model's coefficients [T, K], with the phone-based mouth blended in on bilabial closures.
+
+    weights: [T, 15] viseme weights; phone_coeffs [T, K] / phone_generic [T, G]: the phone-based mouth. A linear
+    model on smoothed audio rounds off the short full closure of p/b/m; the phones time it, so where the
+    bilabial weight is high the phone-based shape (lips pressed) takes over in proportion. When replaying a
+    recording whose video leads its audio, the phone track is moved by the same offset.
+    """
+    predicted = mouth.predict(speech.waveform, speech.sample_rate, n, weights, delay_frames)
+    shift = 0 if delay_frames is None else int(delay_frames) - mouth.facts.speech_delay_frames
+    index = np.clip(np.arange(n) + shift, 0, n - 1)
+    closure = weights[index, VISEME_INDEX[BILABIAL_CLASS]][:, None]  # [T, 1]
+    coeffs = predicted + closure * (phone_coeffs[index] - predicted)
+    generic = phone_generic.copy()
+    mouth_columns = [GENERIC_INDEX[name] for name in ("jaw_open", "lip_spread", "lip_round", "lip_press")]
+    generic[:, mouth_columns] = closure * phone_generic[index][:, mouth_columns]
+    return coeffs, generic

@@ -256,31 +256,36 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
     return shapes
 
 
-def learn_from_audio(coeffs: np.ndarray, fps: float, waveform: np.ndarray, sample_rate: int,
-                     valid: np.ndarray | None = None, text: str | None = None) -> VisemeShapes:
-    """`learn_viseme_shapes` with the phones timed from the training audio by `audio.align.time_speech`."""
-    from audio.align import time_speech
-
-    speech = time_speech(np.asarray(waveform, np.float32), text, sample_rate=sample_rate)
-    return learn_viseme_shapes(coeffs, fps, speech.phones, speech.phone_set, valid)
-
-
 def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | None = None) -> VisemeShapes | None:
-    """Learn an avatar's viseme shapes from its training clip (`avatar.preprocess.TrackedClip`: audio, tracked
-    expression coefficients, valid frames) and save them as `folder/viseme_shapes.json`.
+    """Learn an avatar's mouth from its training clip (`avatar.preprocess.TrackedClip`: audio, tracked
+    expression coefficients, valid frames): the viseme shapes, saved as `folder/viseme_shapes.json`, and the
+    audio -> expression model (`animation.mouth_model`), saved as `folder/mouth_model.*` when the clip has
+    enough frames for it.
 
     holdout_from_frame: frames from here on (a held-out tail) are not used. Returns None, saving nothing,
     when the clip has no audio or its speech cannot be timed (the avatar then talks with generic shapes)."""
+    from animation.coarticulation import viseme_weights
+    from animation.mouth_model import ARRAYS_FILE as MOUTH_ARRAYS_FILE, FACTS_FILE as MOUTH_FACTS_FILE, fit_mouth_model
+    from audio.align import time_speech
+
     if clip.audio.size == 0:
         return None
     stop = clip.num_frames if holdout_from_frame is None else int(holdout_from_frame)
     samples = int(round(stop / clip.fps * clip.audio_sample_rate))
+    valid = np.asarray(clip.valid[:stop])
     try:
-        shapes = learn_from_audio(clip.coeffs[:stop], clip.fps, clip.audio[:samples], clip.audio_sample_rate,
-                                  np.asarray(clip.valid[:stop]))
+        speech = time_speech(np.asarray(clip.audio[:samples], np.float32), None, sample_rate=clip.audio_sample_rate)
+        shapes = learn_viseme_shapes(clip.coeffs[:stop], clip.fps, speech.phones, speech.phone_set, valid)
     except ValueError:
         return None
     shapes.save(Path(folder) / SHAPES_FILE)
+    try:
+        weights = viseme_weights(speech.phones, speech.phone_set, clip.fps, stop)
+        fit_mouth_model(clip.coeffs[:stop], clip.neutral, clip.basis, speech.waveform, speech.sample_rate,
+                        clip.fps, weights, valid).save(folder)
+    except ValueError:  # too few frames: the viseme shapes alone drive the mouth; drop a stale model
+        for name in (MOUTH_FACTS_FILE, MOUTH_ARRAYS_FILE):
+            (Path(folder) / name).unlink(missing_ok=True)
     return shapes
 
 

@@ -96,7 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             avatar, _ = build_avatar_from_clip(clip, name, preset(args.preset), destination, checkpoint, bar,
                                                resume=not args.restart)
-            bar("viseme shapes", 0.0)
+            bar("mouth from audio", 0.0)  # viseme shapes and the audio -> mouth model
             if learn_shapes_from_clip(clip, destination) is None:
                 print("note: the video's speech could not be timed; this avatar talks with generic mouth shapes")
     finally:
@@ -111,6 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from animation.lipsync_metrics import lipsync_scores, render_lipsync_tail
+    from animation.mouth_model import load_mouth_model
     from animation.viseme_shapes import generic_viseme_shapes, learn_shapes_from_clip
     from avatar import video
     from avatar.build import build_avatar_from_clip
@@ -145,13 +146,15 @@ def run_eval(args: argparse.Namespace) -> int:
         write_video(frames, clip.fps, out / "reconstruction.mp4", audio, clip.audio_sample_rate)
         lipsync = None
         if audio is not None:
-            # The same tail driven by its audio alone (head poses from tracking); viseme shapes learned from
-            # the training part only, never the tail.
+            # The same tail driven by its audio alone (head poses from tracking); viseme shapes and the audio ->
+            # mouth model learned from the training part only, never the tail.
             bar("lip sync", 0.0)
             shapes = (learn_shapes_from_clip(clip, out, holdout_from_frame=tail[0])
                       or generic_viseme_shapes(avatar.num_expressions))
+            mouth = load_mouth_model(out, avatar.num_expressions, avatar.fps)  # fitted above, training part only
             poses = (clip.rotation[tail], clip.translation[tail])
-            _, driven = render_lipsync_tail(avatar, audio, clip.audio_sample_rate, poses, out / "lipsync.mp4", shapes)
+            _, driven = render_lipsync_tail(avatar, audio, clip.audio_sample_rate, poses, out / "lipsync.mp4", shapes,
+                                            mouth=mouth)
             lipsync = lipsync_scores(list(driven), list(prepared.data.frames[tail[0]:].numpy()))
         bar("encoding", 1.0)
     finally:

@@ -77,7 +77,7 @@ class Generator:
 
         self.home = Path(home) if home is not None else data_home()
         self._tts = None
-        self._avatars: dict[str, tuple[float, object, object]] = {}
+        self._avatars: dict[str, tuple[float, object, object, object]] = {}
         self._lock = threading.Lock()
 
     def tts(self):
@@ -89,7 +89,8 @@ class Generator:
             return self._tts
 
     def avatar(self, name: str | None, progress: ProgressCallback | None = None):
-        """(Avatar, VisemeShapes) by name, loaded once and reloaded when its folder changes."""
+        """(Avatar, VisemeShapes, MouthModel or None) by name, loaded once and reloaded when its folder changes."""
+        from animation.mouth_model import load_mouth_model
         from animation.viseme_shapes import shapes_for_avatar
         from avatar.library import avatar_path, list_avatars
         from avatar.model import Avatar
@@ -108,9 +109,10 @@ class Generator:
             cached = self._avatars.get(name)
             if cached is None or cached[0] != stamp:
                 avatar = Avatar.load(folder)
-                cached = (stamp, avatar, shapes_for_avatar(avatar, folder))
+                cached = (stamp, avatar, shapes_for_avatar(avatar, folder),
+                          load_mouth_model(folder, avatar.num_expressions, avatar.fps))
                 self._avatars[name] = cached
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
 
     def forget(self, name: str) -> None:
         with self._lock:
@@ -136,14 +138,14 @@ class Generator:
         check_voice(request.voice, self.home, request.audio is not None)
         report = progress or (lambda stage, fraction, info: None)
         stages: dict[str, float] = {}
-        avatar, shapes = self.avatar(request.avatar, report)
+        avatar, shapes, mouth = self.avatar(request.avatar, report)
         report("speech", 0.0, {})
         start = time.perf_counter()
         speech = self.speech(request)
         stages["speech"] = time.perf_counter() - start
         report("motion", 0.0, {"audio_seconds": speech.duration_s})
         start = time.perf_counter()
-        motion = motion_from_speech(speech, avatar, request.motion, shapes)
+        motion = motion_from_speech(speech, avatar, request.motion, shapes, mouth=mouth)
         stages["motion"] = time.perf_counter() - start
         out_path = Path(out_path)
         motion.save(out_path.with_suffix(".motion.json"))

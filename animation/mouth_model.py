@@ -1,0 +1,302 @@
+"""A person's own audio -> mouth mapping, learned from their training video (ridge regression, closed form).
+
+Phone recognition -> visemes -> averaged shapes (`animation.viseme_shapes`) loses most of what the mouth does:
+recognition errors (and any language but English), and how far this person opens their mouth on this syllable.
+Person-specific talking-head systems (AD-NeRF, TalkingGaussian) instead learn audio -> expression from the
+person's own video. With 15-60 s of video a small linear model is what the data supports:
+
+    coeffs[t] = W^T x[t] + b,   x[t] = [audio features at frames t + d + o for o in offsets,
+                                        (optionally) viseme weights at t + d + o' for o' in viseme_offsets]
+
+- audio features: `animation.audio_features.frame_features` (8 mel bands + energy, per-utterance normalised);
+- d, the audio delay in frames: where the audio that goes with the mouth at frame t lies. It is measured on the
+  training video as the lag that best correlates loudness with mouth opening. It holds two things: the natural
+  lead of the lips over the sound (about 40 ms) and the recording's own audio/video offset (the shared Obama clip
+  is 240 ms out of sync). Replaying that recording's audio (`bench.lipsync`, `app.py eval`) uses the measured
+  delay; new speech (TTS, uploads) uses `speech_delay_frames`, the natural lead only;
+- ridge regularisation and whether the viseme weights help are chosen by blocked cross-validation on the
+  training frames (contiguous blocks, with a gap as wide as the context so no frame is seen from both sides);
+  each validation block's features are normalised over that block alone, as a new clip's would be. The score
+  is the correlation of the mouth-opening curves (inner-lip gap over inter-ocular distance).
+
+Targets are the expression coefficients in the avatar's basis (whatever the basis was fitted on); predictions
+are clamped to the range seen in training, so an unusual voice cannot push the face past what was seen.
+Saved beside the avatar as `mouth_model.json` (facts) + `mouth_model.safetensors` (arrays).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from animation.audio_features import frame_features, with_context
+from animation.visemes import VISEMES
+
+FORMAT_VERSION = 1
+FACTS_FILE = "mouth_model.json"
+ARRAYS_FILE = "mouth_model.safetensors"
+ARRAY_KEYS = ("feature_mean", "feature_scale", "weights", "intercept", "coeff_min", "coeff_max")
+UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT = 13, 14, 33, 263
+
+
+@dataclass(frozen=True)
+class MouthFitOptions:
+    """How `fit_mouth_model` searches (per call; what it chose is saved in `MouthModelFacts`).
+
+    lambdas: ridge strengths tried (features are standardised, so these are in units of frames);
+    try_visemes: also try adding the viseme weights as features; folds: cross-validation blocks;
+    max_delay_s / min_delay_s: range searched for the audio delay; natural_delay_s: the lips' lead over the
+    sound used for new speech (40 ms: the German clip measures one 25 fps frame, the literature says tens of ms).
+    """
+
+    num_bands: int = 8
+    offsets: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3)
+    viseme_offsets: tuple[int, ...] = (-2, 0, 2)
+    lambdas: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+    try_visemes: bool = True
+    folds: int = 5
+    min_delay_s: float = -0.12
+    max_delay_s: float = 0.4
+    natural_delay_s: float = 0.04
+    clamp_margin: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.folds < 2 or not self.lambdas or min(self.lambdas) <= 0 or not self.offsets:
+            raise ValueError("need folds >= 2, positive lambdas and at least one offset")
+        if not self.min_delay_s <= 0 <= self.max_delay_s:
+            raise ValueError(f"delay range must contain 0, got [{self.min_delay_s}, {self.max_delay_s}]")
+
+
+@dataclass
+class MouthModelFacts:
+    """What a fitted model is (saved as JSON). Delays are in frames at `fps` (positive: audio after mouth)."""
+
+    fps: float
+    num_coeffs: int
+    num_bands: int
+    offsets: list[int]
+    viseme_offsets: list[int]  # empty: the viseme weights are not features
+    ridge_lambda: float
+    recording_delay_frames: int
+    speech_delay_frames: int
+    training_frames: int
+    cv_open_r: float  # mean over folds, chosen configuration
+    cv_table: dict = field(default_factory=dict)  # "lambda=..,visemes=..": mean fold r
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def num_features(self) -> int:
+        return len(self.offsets) * (self.num_bands + 1) + len(self.viseme_offsets) * len(VISEMES)
+
+
+@dataclass
+class MouthModel:
+    """Fitted audio -> expression regression. Arrays: feature_mean, feature_scale [D]; weights [D, K];
+    intercept, coeff_min, coeff_max [K]."""
+
+    facts: MouthModelFacts
+    feature_mean: np.ndarray  # [D]
+    feature_scale: np.ndarray  # [D]
+    weights: np.ndarray  # [D, K]
+    intercept: np.ndarray  # [K]
+    coeff_min: np.ndarray  # [K]
+    coeff_max: np.ndarray  # [K]
+
+    def __post_init__(self) -> None:
+        d, k = self.facts.num_features, self.facts.num_coeffs
+        expected = {"feature_mean": (d,), "feature_scale": (d,), "weights": (d, k), "intercept": (k,),
+                    "coeff_min": (k,), "coeff_max": (k,)}
+        for name, shape in expected.items():
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != shape:
+                raise ValueError(f"mouth model {name} must be {list(shape)}, got {list(value.shape)}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"mouth model {name} has NaN or infinite values")
+            setattr(self, name, value)
+
+    @property
+    def uses_visemes(self) -> bool:
+        return bool(self.facts.viseme_offsets)
+
+    def predict(self, waveform: np.ndarray, sample_rate: int, n_frames: int,
+                viseme_weights: np.ndarray | None = None, delay_frames: int | None = None) -> np.ndarray:
+        """Audio [S] (starting at frame 0) -> expression coefficients [T, K] at `facts.fps`.
+
+        viseme_weights: [T, 15] (needed when `uses_visemes`); delay_frames: None = new speech
+        (`speech_delay_frames`); pass `recording_delay_frames` to replay the training recording's own audio.
+        """
+        facts = self.facts
+        delay = facts.speech_delay_frames if delay_frames is None else int(delay_frames)
+        x = design_matrix(waveform, sample_rate, facts.fps, n_frames, viseme_weights, facts, delay)
+        coeffs = ((x - self.feature_mean) / self.feature_scale) @ self.weights + self.intercept
+        return np.clip(coeffs, self.coeff_min, self.coeff_max)
+
+    def save(self, folder: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: np.ascontiguousarray(getattr(self, k), dtype=np.float32) for k in ARRAY_KEYS},
+                  str(folder / ARRAYS_FILE))
+        (folder / FACTS_FILE).write_text(json.dumps(asdict(self.facts), indent=1, allow_nan=False))
+        return folder / FACTS_FILE
+
+    @staticmethod
+    def load(folder: str | Path) -> "MouthModel":
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        try:
+            data = json.loads((folder / FACTS_FILE).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{folder / FACTS_FILE} is not valid JSON: {error}") from None
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{folder / FACTS_FILE} was written by an incompatible version")
+        try:
+            facts = MouthModelFacts(**data)
+            arrays = load_file(str(folder / ARRAYS_FILE))
+            return MouthModel(facts, *(arrays[k] for k in ARRAY_KEYS))
+        except (TypeError, KeyError) as error:
+            raise ValueError(f"{folder}: incomplete mouth model ({error})") from None
+
+
+def design_matrix(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: int,
+                  viseme_weights: np.ndarray | None, facts: MouthModelFacts, delay_frames: int) -> np.ndarray:
+    """Raw (unstandardised) regression inputs [T, D] of one clip, features normalised over this clip."""
+    audio = frame_features(waveform, sample_rate, fps, n_frames, facts.num_bands)
+    parts = [with_context(audio, [delay_frames + o for o in facts.offsets])]
+    if facts.viseme_offsets:
+        if viseme_weights is None:
+            raise ValueError("this mouth model uses viseme weights; pass viseme_weights [T, 15]")
+        weights = np.asarray(viseme_weights, dtype=np.float64)
+        if weights.shape != (int(n_frames), len(VISEMES)):
+            raise ValueError(f"viseme_weights must be [{int(n_frames)}, {len(VISEMES)}], got {weights.shape}")
+        parts.append(with_context(weights, [delay_frames + o for o in facts.viseme_offsets]))
+    return np.concatenate(parts, axis=1)
+
+
+def opening_curve(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Inner-lip gap over inter-ocular distance -> [T], from coefficients [T, K] in `basis` [K, 478, 3]."""
+    neutral = np.asarray(neutral, dtype=np.float64)
+    basis = np.asarray(basis, dtype=np.float64)
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    if neutral.shape != (478, 3) or basis.ndim != 3 or basis.shape[1:] != (478, 3) \
+            or coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
+        raise ValueError(f"need coeffs [T, K], neutral [478, 3], basis [K, 478, 3]; got {coeffs.shape}, "
+                         f"{neutral.shape}, {basis.shape}")
+    points = neutral[None, [UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT]] + np.einsum(
+        "tk,kpc->tpc", coeffs, basis[:, [UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT]])
+    return np.linalg.norm(points[:, 0] - points[:, 1], axis=-1) / np.linalg.norm(points[:, 2] - points[:, 3], axis=-1)
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge regression on standardised inputs: x [N, D], y [N, K] -> (mean [D], scale [D], W [D, K], b [K]).
+
+    Minimises |((x - mean) / scale) W + b - y|^2 + strength |W|^2 (b unpenalised), solved in closed form.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"need x [N, D] and y [N, K] with N >= 2, got {x.shape} and {y.shape}")
+    mean = x.mean(0)
+    scale = x.std(0)
+    scale = np.where(scale > 1e-8, scale, 1.0)
+    xs = (x - mean) / scale
+    intercept = y.mean(0)
+    weights = np.linalg.solve(xs.T @ xs + strength * np.eye(x.shape[1]), xs.T @ (y - intercept))
+    return mean, scale, weights, intercept
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or a.std() < 1e-12 or b.std() < 1e-12:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def estimate_delay(loudness: np.ndarray, opening: np.ndarray, valid: np.ndarray, min_lag: int, max_lag: int) -> int:
+    """Lag d (frames) maximising corr(loudness[t + d], opening[t]) over valid frames; loudness, opening,
+    valid: [T]."""
+    best_lag, best_r = 0, -np.inf
+    t = len(opening)
+    for lag in range(min_lag, max_lag + 1):
+        frames = np.arange(max(0, -lag), min(t, t - lag))
+        frames = frames[valid[frames] & valid[frames + lag]]
+        r = _pearson(loudness[frames + lag], opening[frames])
+        if r > best_r:
+            best_lag, best_r = lag, r
+    return best_lag
+
+
+def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, waveform: np.ndarray,
+                    sample_rate: int, fps: float, viseme_weights: np.ndarray | None = None,
+                    valid: np.ndarray | None = None, options: MouthFitOptions | None = None) -> MouthModel:
+    """Fit the audio -> expression regression on one training video (see the module docstring).
+
+    coeffs: [T, K] tracked expression coefficients of the training frames in `basis` [K, 478, 3] around
+    `neutral` [478, 3]; waveform: [S] its audio from frame 0; viseme_weights: [T, 15] from the same audio's
+    timed phones (None: audio features only); valid: [T] frames to learn from. Only these frames are used:
+    pass the training part, never a held-out tail.
+    """
+    options = options or MouthFitOptions()
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    if coeffs.ndim != 2 or coeffs.shape[1] != np.asarray(basis).shape[0]:
+        raise ValueError(f"coeffs must be [T, K] with K = basis size {np.asarray(basis).shape[0]}, got {coeffs.shape}")
+    t, k = coeffs.shape
+    valid = np.ones(t, bool) if valid is None else np.asarray(valid, bool)
+    if valid.shape != (t,):
+        raise ValueError(f"valid must be [{t}], got {valid.shape}")
+    reach = max(abs(o) for o in options.offsets + options.viseme_offsets)
+    if valid.sum() < options.folds * (4 * reach + 8):
+        raise ValueError(f"{int(valid.sum())} valid frames are too few to learn the mouth from audio")
+    opening = opening_curve(coeffs, neutral, basis)
+    audio = frame_features(waveform, sample_rate, fps, t, options.num_bands)
+    delay = estimate_delay(audio[:, -1], opening, valid, int(np.floor(options.min_delay_s * fps)),
+                           int(np.ceil(options.max_delay_s * fps)))
+    samples_per_frame = sample_rate / float(fps)
+    blocks = np.array_split(np.arange(t), options.folds)
+    table: dict[str, float] = {}
+    best = None
+    for use_visemes in ((False, True) if options.try_visemes and viseme_weights is not None else (False,)):
+        facts = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
+                                list(options.viseme_offsets) if use_visemes else [], 0.0, delay,
+                                int(round(options.natural_delay_s * fps)), int(valid.sum()), 0.0)
+        x = design_matrix(waveform, sample_rate, fps, t, viseme_weights, facts, delay)
+        held = []  # per fold: (train rows, validation frames, validation design matrix)
+        for block in blocks:
+            keep = np.ones(t, bool)
+            keep[max(0, block[0] - reach - abs(delay)):block[-1] + reach + abs(delay) + 1] = False
+            segment = waveform[int(round(block[0] * samples_per_frame)):int(round((block[-1] + 1) * samples_per_frame))]
+            part_weights = None if viseme_weights is None else np.asarray(viseme_weights)[block]
+            held.append((np.flatnonzero(keep & valid), block[valid[block]],
+                         design_matrix(segment, sample_rate, fps, len(block), part_weights, facts, delay)[valid[block]]))
+        for strength in options.lambdas:
+            scores = []
+            for rows, frames, x_val in held:
+                mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], strength)
+                predicted = ((x_val - mean) / scale) @ w + b
+                scores.append(_pearson(opening_curve(predicted, neutral, basis), opening[frames]))
+            score = float(np.mean(scores))
+            table[f"lambda={strength:g},visemes={use_visemes}"] = round(score, 4)
+            if best is None or score > best[0]:
+                best = (score, strength, facts, x)
+    score, strength, facts, x = best
+    facts.ridge_lambda, facts.cv_open_r, facts.cv_table = float(strength), round(score, 4), table
+    rows = np.flatnonzero(valid)
+    mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], strength)
+    low, high = coeffs[rows].min(0), coeffs[rows].max(0)
+    margin = options.clamp_margin * (high - low)
+    return MouthModel(facts, mean, scale, w, b, low - margin, high + margin)
+
+
+def load_mouth_model(folder: str | Path | None, num_coeffs: int, fps: float | None = None) -> MouthModel | None:
+    """The avatar folder's mouth model when present and compatible with the avatar, else None."""
+    if folder is None or not (Path(folder) / FACTS_FILE).is_file():
+        return None
+    try:
+        model = MouthModel.load(folder)
+    except (ValueError, OSError):
+        return None  # an outdated or damaged file: the phone-based visemes still drive the mouth
+    if model.facts.num_coeffs != num_coeffs or (fps is not None and abs(model.facts.fps - fps) > 1e-6):
+        return None
+    return model
