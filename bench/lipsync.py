@@ -11,6 +11,7 @@ avatar's audio -> expression model (`animation.mouth_model`, fitted on the train
 by blocked cross-validation there); "phones" columns use the phone-based viseme shapes learned from the
 training part alone, "generic" the generic viseme shapes. cv_r is the model's cross-validated opening r on the
 training part, delay its measured audio delay (frames; the Obama clip's audio trails its video).
+Each avatar's mouth on a Piper sentence is drawn to OUT/<video>/piper_mouth.png.
 `--json` last line: {"runs": [{"video", "open_r", "lmd_pct", ...}]}.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bench.common import emit, format_table, json_flag_parser  # noqa: E402
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 VIDEOS = ("obama_weekly_address_20s.mp4", "german_news_anchor_20s.mp4")
 HOLDOUT_S = 4.0
+PIPER_SENTENCE = "Maybe we should meet at the park, by the big blue pool. Then, papa bought apples."
 
 
 def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict:
@@ -72,12 +74,30 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
         row[f"lmd_pct{label}"] = round(scores["lmd_pct"], 3)
         row[f"tracked{label}"] = f"{scores['tracked_frames']}/{scores['frames']}"
     row["learned_visemes"] = int(shapes.learned.sum())
+    if mouth is not None:
+        plot_piper_sentence(avatar, shapes, mouth, out / "piper_mouth.png")
     facts = mouth.facts if mouth is not None else None
     row.update({"cv_r": facts and facts.cv_open_r, "delay": facts and facts.recording_delay_frames,
                 "lambda": facts and facts.ridge_lambda, "viseme_features": facts and bool(facts.viseme_offsets)})
     row["minutes"] = round((time.monotonic() - start) / 60, 1)
     (out / "lipsync.json").write_text(json.dumps(row, indent=1))
     return row
+
+
+def plot_piper_sentence(avatar, shapes, mouth, path: Path) -> None:
+    """The avatar's mouth opening on a Piper sentence (another speaker), audio model vs phone visemes, as a PNG."""
+    from animation.motion import MotionOptions, motion_from_speech
+    from animation.mouth_model import opening_curve
+    from animation.mouth_plot import plot_mouth_opening
+    from audio.tts import PiperEngine
+
+    speech = PiperEngine().synthesize(PIPER_SENTENCE)
+    options = MotionOptions(fps=avatar.fps, still=True, blinks_per_minute=0)
+    neutral, basis = avatar.neutral.numpy(), avatar.expression_basis.numpy()
+    curves = {"audio model (+ p/b/m from phones)": motion_from_speech(speech, avatar, options, shapes, mouth=mouth).coeffs,
+              "phone visemes": motion_from_speech(speech, avatar, options, shapes).coeffs}
+    plot_mouth_opening(speech, avatar.fps, {k: opening_curve(v, neutral, basis) for k, v in curves.items()}, path,
+                       f"{avatar.name}: Piper voice (another speaker)")
 
 
 def main() -> None:

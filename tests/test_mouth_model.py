@@ -1,0 +1,151 @@
+"""Audio -> mouth regression: features, ridge solve, fitting (delay, cross-validation), save/load, and a real
+model fitted on a shared video driven by a Piper sentence (another speaker)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from animation.audio_features import frame_features, with_context
+from animation.mouth_model import (MouthModel, design_matrix, fit_mouth_model, load_mouth_model, opening_curve,
+                                   ridge_fit)
+
+SR = 16000
+FPS = 25.0
+
+
+def _synthetic_clip(seed: int, seconds: float = 24.0, delay: int = 4):
+    """Noise bursts with a random syllable envelope; the 'mouth' (coefficient 0) follows the envelope `delay`
+    frames earlier than the audio, like a recording whose audio trails its video."""
+    rng = np.random.default_rng(seed)
+    t = int(seconds * FPS)
+    envelope = np.clip(np.convolve(rng.random(t) > 0.6, np.hanning(5), mode="same"), 0, 1)  # [T] 0..1
+    samples = int(round(seconds * SR))
+    per_sample = np.repeat(envelope, SR // int(FPS))[:samples]
+    tone = np.sin(2 * np.pi * 180 * np.arange(samples) / SR) + 0.5 * rng.standard_normal(samples)
+    waveform = (0.3 * per_sample * tone + 1e-3 * rng.standard_normal(samples)).astype(np.float32)
+    opening = np.concatenate([envelope[delay:], np.zeros(delay)])  # mouth[t] = audio envelope[t + delay]
+    coeffs = np.stack([opening, 0.1 * rng.standard_normal(t)], axis=1)  # [T, 2]
+    return waveform, coeffs
+
+
+def _basis() -> tuple[np.ndarray, np.ndarray]:
+    """Neutral face with eyes 1 apart and lips 0.05 apart; coefficient 0 drops the lower lip."""
+    neutral = np.zeros((478, 3))
+    neutral[33], neutral[263] = (-0.5, 0, 0), (0.5, 0, 0)
+    neutral[13], neutral[14] = (0, 1.0, 0), (0, 1.05, 0)
+    basis = np.zeros((2, 478, 3))
+    basis[0, 14] = (0, 0.3, 0)
+    basis[1, 100] = (1, 0, 0)  # a point that is not the mouth
+    return neutral, basis
+
+
+def test_frame_features_are_normalised_and_gain_invariant() -> None:
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(SR * 2).astype(np.float32) * np.repeat(rng.random(20), SR // 10)
+    features = frame_features(wave, SR, FPS, 50)
+    assert features.shape == (50, 9)
+    np.testing.assert_allclose(features.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(features.std(0), 1, atol=1e-6)
+    np.testing.assert_allclose(frame_features(0.05 * wave, SR, FPS, 50), features, atol=1e-3)
+    with pytest.raises(ValueError, match="mono"):
+        frame_features(np.zeros((2, 100)), SR, FPS, 5)
+
+
+def test_with_context_matches_a_loop() -> None:
+    rng = np.random.default_rng(1)
+    features = rng.standard_normal((7, 3))
+    offsets = (-2, 0, 3)
+    fast = with_context(features, offsets)
+    slow = np.array([np.concatenate([features[min(max(t + o, 0), 6)] for o in offsets]) for t in range(7)])
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_ridge_fit_matches_lstsq_on_the_augmented_system() -> None:
+    rng = np.random.default_rng(2)
+    x, y, strength = rng.standard_normal((40, 5)) * [1, 2, 3, 4, 5] + 3, rng.standard_normal((40, 2)), 7.0
+    mean, scale, w, b = ridge_fit(x, y, strength)
+    xs = (x - x.mean(0)) / x.std(0)
+    # Slow twin: ridge as least squares on [xs 1; sqrt(strength) I 0] (intercept unpenalised).
+    a = np.block([[xs, np.ones((40, 1))], [np.sqrt(strength) * np.eye(5), np.zeros((5, 1))]])
+    solution = np.linalg.lstsq(a, np.vstack([y, np.zeros((5, 2))]), rcond=None)[0]
+    np.testing.assert_allclose(w, solution[:5], atol=1e-10)
+    np.testing.assert_allclose(b, solution[5], atol=1e-10)
+    np.testing.assert_allclose(((x - mean) / scale) @ w + b, xs @ solution[:5] + solution[5], atol=1e-10)
+
+
+def test_fit_finds_the_recording_delay_and_predicts_a_new_clip(tmp_path) -> None:
+    waveform, coeffs = _synthetic_clip(seed=3, delay=4)
+    neutral, basis = _basis()
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
+    assert model.facts.recording_delay_frames == 4
+    assert model.facts.speech_delay_frames == 1
+    assert model.facts.cv_open_r > 0.8, model.facts.cv_table
+    new_wave, new_coeffs = _synthetic_clip(seed=4, seconds=6.0, delay=4)
+    truth = opening_curve(new_coeffs, neutral, basis)
+    replayed = opening_curve(model.predict(new_wave, SR, len(new_coeffs), delay_frames=4), neutral, basis)
+    assert np.corrcoef(replayed, truth)[0, 1] > 0.8
+    # New speech uses the natural lead, not the recording's offset: the curve comes 3 frames later.
+    fresh = opening_curve(model.predict(new_wave, SR, len(new_coeffs)), neutral, basis)
+    assert np.corrcoef(fresh[3:], replayed[:-3])[0, 1] > 0.95
+    model.save(tmp_path)
+    loaded = load_mouth_model(tmp_path, num_coeffs=2, fps=FPS)
+    np.testing.assert_allclose(loaded.predict(new_wave, SR, 150, delay_frames=4),
+                               model.predict(new_wave, SR, 150, delay_frames=4), atol=1e-4)
+    assert load_mouth_model(tmp_path, num_coeffs=3) is None  # another avatar's basis
+    assert load_mouth_model(tmp_path, num_coeffs=2, fps=30.0) is None
+    assert load_mouth_model(tmp_path / "missing", num_coeffs=2) is None
+
+
+def test_fit_refuses_too_little_data_and_bad_shapes() -> None:
+    neutral, basis = _basis()
+    waveform, coeffs = _synthetic_clip(seed=5, seconds=2.0)
+    with pytest.raises(ValueError, match="too few"):
+        fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
+    waveform, coeffs = _synthetic_clip(seed=5)
+    with pytest.raises(ValueError, match="basis size"):
+        fit_mouth_model(coeffs[:, :1], neutral, basis, waveform, SR, FPS)
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
+    with pytest.raises(ValueError, match="weights"):
+        MouthModel(model.facts, model.feature_mean, model.feature_scale, model.weights[:-1], model.intercept,
+                   model.coeff_min, model.coeff_max)
+    if model.uses_visemes:  # only when given viseme weights
+        pytest.fail("no viseme weights were given, so the model cannot use them")
+    with pytest.raises(ValueError, match="viseme_weights"):
+        facts = type(model.facts)(**{**model.facts.__dict__, "viseme_offsets": [0]})
+        design_matrix(waveform, SR, FPS, 10, None, facts, 0)
+
+
+def test_a_model_from_a_real_video_reads_a_piper_sentence(shared_data, tmp_path) -> None:
+    """Fitted on a woman's 8 s video, driven by the male Piper voice: the mouth opens on vowels more than in
+    pauses and on p/b/m (where the phone timing closes it)."""
+    from animation.motion import MotionOptions, motion_from_speech
+    from animation.mouth_model import load_mouth_model
+    from animation.viseme_shapes import learn_shapes_from_clip
+    from animation.visemes import viseme_class_of
+    from audio.tts import PiperEngine
+    from avatar.preprocess import preprocess_video
+    from tests.talking_fixtures import tiny_avatar
+
+    clip = preprocess_video(shared_data / "video" / "aoc_wda_8s.mp4", show_bar=False)
+    shapes = learn_shapes_from_clip(clip, tmp_path)
+    mouth = load_mouth_model(tmp_path, clip.coeffs.shape[1], clip.fps)
+    assert shapes is not None and mouth is not None
+    speech = PiperEngine().synthesize("Maybe we should meet at the park. Then, papa bought a big apple.")
+    avatar = tiny_avatar(k=clip.coeffs.shape[1])
+    options = MotionOptions(fps=clip.fps, still=True, blinks_per_minute=0)
+    motion = motion_from_speech(speech, avatar, options, shapes, mouth=mouth)
+    assert motion.meta["mouth"] == "audio model"
+    opening = opening_curve(motion.coeffs, clip.neutral, clip.basis)
+    classes = []
+    for frame in range(motion.num_frames):
+        time_s = (frame + 0.5) / clip.fps
+        phone = next((p for p in speech.phones if p.start_s <= time_s < p.end_s), None)
+        classes.append(viseme_class_of(phone.label, speech.phone_set) if phone else "sil")
+    classes = np.array(classes)
+    vowels = opening[np.isin(classes, ["aa", "E", "ih", "oh", "ou"])].mean()
+    assert vowels > opening[classes == "sil"].mean() + 0.01
+    assert vowels > opening[classes == "PP"].mean() + 0.01
+    from animation.mouth_plot import plot_mouth_opening
+
+    png = plot_mouth_opening(speech, clip.fps, {"audio model": opening}, tmp_path / "opening.png", "test")
+    assert png.stat().st_size > 10_000
