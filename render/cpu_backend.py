@@ -42,12 +42,15 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from render.camera import Camera  # noqa: E402
-from render.cpu_binning import ALPHA_MIN, PRANGE_ONLY, TILE, bin_tiles  # noqa: E402
+from render.cpu_binning import ALPHA_MIN, PRANGE_ONLY, TILE, bin_tiles, pixel_span  # noqa: E402
 from render.cpu_projection import (  # noqa: E402
     SCREEN_COLUMNS, depth_order, fov_limits, project_backward, project_forward,
 )
 
 TILE_PIXELS = TILE * TILE
+STRIP = 8  # pixel columns per strip: the forward pass keeps a tile as 2 strips of 16 rows x 8 columns
+STRIPS = TILE // STRIP
+STRIP_PIXELS = STRIP * TILE
 ALPHA_MAX = np.float32(0.99)
 T_STOP = np.float32(1e-4)
 GRAD_COLUMNS = 10  # u, v, conic a, b, c, opacity, r, g, b, depth (the first 10 of PARAM_COLUMNS)
@@ -91,93 +94,136 @@ def _exp_neg(x):
 @nb.njit(inline="always")
 def _row_range(params, i, tile_y):
     """Rows [lo, hi) of the tile that Gaussian i can reach (its ellipse's y extent, with slack)."""
-    base = tile_y * TILE
-    lo = int(math.floor(params[i, 10])) - 1 - base
-    hi = int(math.floor(params[i, 11])) + 2 - base
-    return max(lo, 0), min(hi, TILE)
+    return pixel_span(params[i, 12], params[i, 13], tile_y * TILE, TILE)
+
+
+@nb.njit(inline="always")
+def _tile_pixels(t, tiles_x, px, py):
+    """Tile t's (tile_x, tile_y), with px / py [256] filled with its pixel centres in strip layout."""
+    tile_y = t // tiles_x
+    tile_x = t - tile_y * tiles_x
+    for p in range(TILE_PIXELS):
+        strip = p // STRIP_PIXELS
+        q = p - strip * STRIP_PIXELS
+        px[p] = np.float32(tile_x * TILE + strip * STRIP + q % STRIP) + _HALF
+        py[p] = np.float32(tile_y * TILE + q // STRIP) + _HALF
+    return tile_x, tile_y
+
+
+@nb.njit(inline="always")
+def _pixel_xy(p, tile_x, tile_y):
+    """Image column and row of tile pixel p (strip layout)."""
+    strip = p // STRIP_PIXELS
+    q = p - strip * STRIP_PIXELS
+    return tile_x * TILE + strip * STRIP + q % STRIP, tile_y * TILE + q // STRIP
+
+
+@nb.njit(inline="always")
+def _live_rows(trans, lo, hi):
+    """Shrink the row range [lo, hi) of one strip past rows whose pixels have all stopped (trans < 0)."""
+    while lo < hi:
+        alive = 0
+        for p in range(lo * STRIP, lo * STRIP + STRIP):
+            alive += 1 if trans[p] > _F0 else 0
+        if alive:
+            break
+        lo += 1
+    while hi > lo:
+        alive = 0
+        for p in range(hi * STRIP - STRIP, hi * STRIP):
+            alive += 1 if trans[p] > _F0 else 0
+        if alive:
+            break
+        hi -= 1
+    return lo, hi
+
+
+@nb.njit(inline="always")
+def _blend(px, py, trans, acc_r, acc_g, acc_b, acc_z, count, u, v, ca, cb, cc, op, cr, cg, cbl, cz, k_next):
+    """Composite one Gaussian over a contiguous run of pixels (slices starting at 0: a loop from 0 over
+    them vectorises; LLVM gives up when it starts at a variable offset into whole-tile arrays).
+    Returns the number of pixels that stopped."""
+    stopped = 0
+    for p in range(px.shape[0]):
+        dx = px[p] - u
+        dy = py[p] - v
+        power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+        alpha = min(ALPHA_MAX, op * _exp_neg(max(power, _POWER_FLOOR)))
+        t_old = trans[p]
+        t_new = t_old * (_F1 - alpha)
+        ok = (alpha >= ALPHA_MIN) & (t_old > _F0)
+        stop = ok & (t_new <= T_STOP)
+        take = ok & (t_new > T_STOP)
+        w = alpha * t_old if take else _F0
+        acc_r[p] += w * cr
+        acc_g[p] += w * cg
+        acc_b[p] += w * cbl
+        acc_z[p] += w * cz
+        trans[p] = t_new if take else (-t_old if stop else t_old)
+        count[p] = k_next if take else count[p]
+        stopped += 1 if stop else 0
+    return stopped
 
 
 @nb.njit(cache=True, fastmath=True, parallel=PRANGE_ONLY, error_model="numpy")
 def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, out_depth, out_T, out_count):
-    """Front-to-back compositing per tile; fills the [H, W(, 3)] outputs and out_T / out_count."""
+    """Front-to-back compositing per tile; fills the [H, W(, 3)] outputs and out_T / out_count.
+
+    Each Gaussian visits only the strips and rows of the tile that its ellipse's box reaches, minus the
+    rows whose pixels have all stopped. A pixel's transmittance is stored negated once it has stopped (or
+    lies outside the image), so one sign test replaces a separate "active" flag.
+    """
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
     for t in nb.prange(n_tiles):
-        tile_y = t // tiles_x
-        tile_x = t - tile_y * tiles_x
         px = np.empty(TILE_PIXELS, np.float32)
         py = np.empty(TILE_PIXELS, np.float32)
+        tile_x, tile_y = _tile_pixels(t, tiles_x, px, py)
         trans = np.ones(TILE_PIXELS, np.float32)
         acc_r = np.zeros(TILE_PIXELS, np.float32)
         acc_g = np.zeros(TILE_PIXELS, np.float32)
         acc_b = np.zeros(TILE_PIXELS, np.float32)
         acc_z = np.zeros(TILE_PIXELS, np.float32)
         count = np.zeros(TILE_PIXELS, np.int32)
-        active = np.zeros(TILE_PIXELS, np.int32)
+        live = np.empty((STRIPS, 2), np.int64)  # per strip: rows [lo, hi) that still have running pixels
         n_done = 0
         for p in range(TILE_PIXELS):
-            x = tile_x * TILE + p % TILE
-            y = tile_y * TILE + p // TILE
-            px[p] = np.float32(x) + _HALF
-            py[p] = np.float32(y) + _HALF
-            if x < width and y < height:
-                active[p] = 1
-            else:
+            if px[p] > width or py[p] > height:
+                trans[p] = -_F1
                 n_done += 1
+        for s in range(STRIPS):
+            live[s, 0], live[s, 1] = _live_rows(trans[s * STRIP_PIXELS:(s + 1) * STRIP_PIXELS], 0, TILE)
         start = offsets[t]
         for k in range(offsets[t + 1] - start):
             if n_done == TILE_PIXELS:
                 break
             i = items[start + k]
-            row_lo, row_hi = _row_range(params, i, tile_y)
-            u, v = params[i, 0], params[i, 1]
-            ca, cb, cc, op = params[i, 2], params[i, 3], params[i, 4], params[i, 5]
-            cr, cg, cbl, cz = params[i, 6], params[i, 7], params[i, 8], params[i, 9]
+            col_lo, col_hi = pixel_span(params[i, 10], params[i, 11], tile_x * TILE, TILE)
+            row_lo, row_hi = pixel_span(params[i, 12], params[i, 13], tile_y * TILE, TILE)
             k_next = np.int32(k + 1)
-            stopped = 0
-            lo = row_lo * TILE
-            hi = max(row_hi * TILE, lo)
-            # Slices starting at the first reachable row: a loop from 0 over them vectorises (LLVM
-            # gives up on this loop when it starts at a variable offset into the whole-tile arrays).
-            px_rows = px[lo:hi]
-            py_rows = py[lo:hi]
-            trans_rows = trans[lo:hi]
-            acc_r_rows = acc_r[lo:hi]
-            acc_g_rows = acc_g[lo:hi]
-            acc_b_rows = acc_b[lo:hi]
-            acc_z_rows = acc_z[lo:hi]
-            count_rows = count[lo:hi]
-            active_rows = active[lo:hi]
-            for p in range(hi - lo):
-                dx = px_rows[p] - u
-                dy = py_rows[p] - v
-                power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                alpha = min(ALPHA_MAX, op * _exp_neg(max(power, _POWER_FLOOR)))
-                t_old = trans_rows[p]
-                t_new = t_old * (_F1 - alpha)
-                ok = (alpha >= ALPHA_MIN) & (active_rows[p] != 0)
-                stop = ok & (t_new <= T_STOP)
-                take = ok & (t_new > T_STOP)
-                w = alpha * t_old if take else _F0
-                acc_r_rows[p] += w * cr
-                acc_g_rows[p] += w * cg
-                acc_b_rows[p] += w * cbl
-                acc_z_rows[p] += w * cz
-                trans_rows[p] = t_new if take else t_old
-                count_rows[p] = k_next if take else count_rows[p]
-                active_rows[p] = 0 if stop else active_rows[p]
-                stopped += 1 if stop else 0
-            n_done += stopped
+            for s in range(col_lo // STRIP, (col_hi + STRIP - 1) // STRIP):
+                lo = max(row_lo, live[s, 0])
+                hi = min(row_hi, live[s, 1])
+                if hi <= lo:
+                    continue
+                a = s * STRIP_PIXELS + lo * STRIP
+                b = s * STRIP_PIXELS + hi * STRIP
+                stopped = _blend(px[a:b], py[a:b], trans[a:b], acc_r[a:b], acc_g[a:b], acc_b[a:b], acc_z[a:b],
+                                 count[a:b], params[i, 0], params[i, 1], params[i, 2], params[i, 3], params[i, 4],
+                                 params[i, 5], params[i, 6], params[i, 7], params[i, 8], params[i, 9], k_next)
+                if stopped:
+                    n_done += stopped
+                    live[s, 0], live[s, 1] = _live_rows(trans[s * STRIP_PIXELS:(s + 1) * STRIP_PIXELS],
+                                                        live[s, 0], live[s, 1])
         for p in range(TILE_PIXELS):
-            x = tile_x * TILE + p % TILE
-            y = tile_y * TILE + p // TILE
+            x, y = _pixel_xy(p, tile_x, tile_y)
             if x < width and y < height:
                 out_color[y, x, 0] = acc_r[p]
                 out_color[y, x, 1] = acc_g[p]
                 out_color[y, x, 2] = acc_b[p]
-                out_alpha[y, x] = _F1 - trans[p]
+                out_alpha[y, x] = _F1 - abs(trans[p])
                 out_depth[y, x] = acc_z[p]
-                out_T[y, x] = trans[p]
+                out_T[y, x] = abs(trans[p])
                 out_count[y, x] = count[p]
 
 

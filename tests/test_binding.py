@@ -209,3 +209,20 @@ def test_quaternion_multiply_composes_rotations():
         quaternion_to_rotation_matrix(quaternion_multiply(a, b)),
         quaternion_to_rotation_matrix(a) @ quaternion_to_rotation_matrix(b),
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_frame_kernel_matches_the_torch_path(dtype):
+    """The no-gradient one-frame kernel against the differentiable torch ops on a larger random mesh."""
+    from avatar.binding import DEFAULT_MIN_ASPECT, _bind_numba
+
+    gen = torch.Generator().manual_seed(31)
+    vertices, faces = random_mesh(gen, 40, 60, dtype)
+    parent, means, quats, log_scales = random_locals(gen, 400, faces.shape[0], dtype)
+    fast = _bind_numba(vertices, faces, parent, means, quats, log_scales, DEFAULT_MIN_ASPECT)
+    slow = bind_gaussians(vertices.clone().requires_grad_(True), faces, parent, means, quats, log_scales)
+    assert slow.means.requires_grad, "the reference call must take the torch path"
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    for name in ("means", "quats", "log_scales"):
+        assert getattr(fast, name).dtype == dtype
+        torch.testing.assert_close(getattr(fast, name), getattr(slow, name).detach(), **tolerance)
