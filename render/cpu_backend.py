@@ -51,6 +51,7 @@ TILE_PIXELS = TILE * TILE
 STRIP = 8  # pixel columns per strip: the forward pass keeps a tile as 2 strips of 16 rows x 8 columns
 STRIPS = TILE // STRIP
 STRIP_PIXELS = STRIP * TILE
+TILE_SCATTER = 7919  # a prime: j -> j * 7919 mod n_tiles is a permutation unless n_tiles is a multiple
 ALPHA_MAX = np.float32(0.99)
 T_STOP = np.float32(1e-4)
 GRAD_COLUMNS = 10  # u, v, conic a, b, c, opacity, r, g, b, depth (the first 10 of PARAM_COLUMNS)
@@ -95,6 +96,15 @@ def _exp_neg(x):
 def _row_range(params, i, tile_y):
     """Rows [lo, hi) of the tile that Gaussian i can reach (its ellipse's y extent, with slack)."""
     return pixel_span(params[i, 12], params[i, 13], tile_y * TILE, TILE)
+
+
+@nb.njit(inline="always")
+def _scattered_tile(j, n_tiles):
+    """The tile that loop index j works on: numba splits a prange into one contiguous block of indices per
+    thread, and neighbouring tiles cost alike (face versus background), so a multiplicative scatter gives
+    every thread a share of every image region (same work per thread)."""
+    stride = TILE_SCATTER if n_tiles % TILE_SCATTER else 1
+    return (j * stride) % n_tiles
 
 
 @nb.njit(inline="always")
@@ -166,8 +176,12 @@ def _blend(px, py, trans, acc_r, acc_g, acc_b, acc_z, count, u, v, ca, cb, cc, o
 
 
 @nb.njit(cache=True, fastmath=True, parallel=PRANGE_ONLY, error_model="numpy")
-def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, out_depth, out_T, out_count):
+def _forward_tiles(params, offsets, items, width, height, background, out_color, out_alpha, out_depth, out_T,
+                   out_count):
     """Front-to-back compositing per tile; fills the [H, W(, 3)] outputs and out_T / out_count.
+
+    background: [H, W, 3] or [1, 1, 3] composited into out_color (colour + T background), or [0, 0, 3] for
+    premultiplied colour (training: torch composites, which gives the background its gradient).
 
     Each Gaussian visits only the strips and rows of the tile that its ellipse's box reaches, minus the
     rows whose pixels have all stopped. A pixel's transmittance is stored negated once it has stopped (or
@@ -175,7 +189,8 @@ def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, 
     """
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
-    for t in nb.prange(n_tiles):
+    for j in nb.prange(n_tiles):
+        t = _scattered_tile(j, n_tiles)
         px = np.empty(TILE_PIXELS, np.float32)
         py = np.empty(TILE_PIXELS, np.float32)
         tile_x, tile_y = _tile_pixels(t, tiles_x, px, py)
@@ -218,9 +233,17 @@ def _forward_tiles(params, offsets, items, width, height, out_color, out_alpha, 
         for p in range(TILE_PIXELS):
             x, y = _pixel_xy(p, tile_x, tile_y)
             if x < width and y < height:
-                out_color[y, x, 0] = acc_r[p]
-                out_color[y, x, 1] = acc_g[p]
-                out_color[y, x, 2] = acc_b[p]
+                t_final = abs(trans[p])
+                r, g, b = acc_r[p], acc_g[p], acc_b[p]
+                if background.shape[0]:
+                    by = y if background.shape[0] > 1 else 0
+                    bx = x if background.shape[1] > 1 else 0
+                    r += t_final * background[by, bx, 0]
+                    g += t_final * background[by, bx, 1]
+                    b += t_final * background[by, bx, 2]
+                out_color[y, x, 0] = r
+                out_color[y, x, 1] = g
+                out_color[y, x, 2] = b
                 out_alpha[y, x] = _F1 - abs(trans[p])
                 out_depth[y, x] = acc_z[p]
                 out_T[y, x] = abs(trans[p])
@@ -233,7 +256,8 @@ def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
     rows = np.zeros((items.shape[0], GRAD_COLUMNS), np.float32)
-    for t in nb.prange(n_tiles):
+    for j in nb.prange(n_tiles):
+        t = _scattered_tile(j, n_tiles)
         tile_y = t // tiles_x
         tile_x = t - tile_y * tiles_x
         px = np.empty(TILE_PIXELS, np.float32)
@@ -383,32 +407,42 @@ def _camera_arrays(camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.ascontiguousarray(view), intrinsics, limits
 
 
+def _rasterize_arrays(means, quats, log_scales, opacity_logits, colors, camera, background):
+    """The forward pass on numpy copies of the inputs; background [0, 0, 3] (premultiplied colour) or
+    [1 or H, 1 or W, 3] (composited). Returns the outputs and what the backward pass needs."""
+    width, height = camera.width, camera.height
+    view, intrinsics, limits = _camera_arrays(camera)
+    arrays = [_numpy(t) for t in (means, quats, log_scales, colors)]
+    opacities = _numpy(torch.sigmoid(opacity_logits.detach()))
+    n = arrays[0].shape[0]
+    screen = np.empty((n, SCREEN_COLUMNS), np.float32)
+    in_front = np.empty(n, np.uint8)
+    project_forward(arrays[0], arrays[1], arrays[2], view, intrinsics, limits, screen, in_front)
+    order = depth_order(screen[:, 5], in_front)
+    params, offsets, items, pair_offsets, pair_slots = bin_tiles(screen, opacities, arrays[3], order, width, height)
+    # Every pixel is written by its tile, so no initialisation.
+    color = np.empty((height, width, 3), np.float32)
+    alpha = np.empty((height, width), np.float32)
+    depth = np.empty((height, width), np.float32)
+    final_T = np.empty((height, width), np.float32)
+    counts = np.empty((height, width), np.int32)
+    _forward_tiles(params, offsets, items, width, height, background, color, alpha, depth, final_T, counts)
+    saved = (arrays, opacities, view, intrinsics, limits, in_front, params, offsets, items,
+             pair_offsets, pair_slots, order, final_T, counts, width, height)
+    return color, alpha, depth, saved
+
+
+_PREMULTIPLIED = np.zeros((0, 0, 3), np.float32)
+
+
 class RasterizeCPU(torch.autograd.Function):
     """(means, quats, log_scales, opacity_logits, colors) -> premultiplied (color [H,W,3], alpha [H,W],
     depth [H,W]) through `camera` (not differentiable)."""
 
     @staticmethod
     def forward(ctx, means, quats, log_scales, opacity_logits, colors, camera):  # noqa: D102
-        width, height = camera.width, camera.height
-        view, intrinsics, limits = _camera_arrays(camera)
-        arrays = [_numpy(t) for t in (means, quats, log_scales, colors)]
-        opacities = _numpy(torch.sigmoid(opacity_logits.detach()))
-        n = arrays[0].shape[0]
-        screen = np.empty((n, SCREEN_COLUMNS), np.float32)
-        in_front = np.empty(n, np.uint8)
-        project_forward(arrays[0], arrays[1], arrays[2], view, intrinsics, limits, screen, in_front)
-        order = depth_order(screen[:, 5], in_front)
-        params, offsets, items, pair_offsets, pair_slots = bin_tiles(screen, opacities, arrays[3], order,
-                                                                      width, height)
-        # Every pixel is written by its tile, so no initialisation.
-        color = np.empty((height, width, 3), np.float32)
-        alpha = np.empty((height, width), np.float32)
-        depth = np.empty((height, width), np.float32)
-        final_T = np.empty((height, width), np.float32)
-        counts = np.empty((height, width), np.int32)
-        _forward_tiles(params, offsets, items, width, height, color, alpha, depth, final_T, counts)
-        ctx.saved = (arrays, opacities, view, intrinsics, limits, in_front, params, offsets, items,
-                     pair_offsets, pair_slots, order, final_T, counts, width, height)
+        color, alpha, depth, ctx.saved = _rasterize_arrays(means, quats, log_scales, opacity_logits, colors, camera,
+                                                           _PREMULTIPLIED)
         return torch.from_numpy(color), torch.from_numpy(alpha), torch.from_numpy(depth)
 
     @staticmethod
@@ -439,3 +473,19 @@ def rasterize_cpu(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Premultiplied colour [H, W, 3], alpha [H, W] and depth sum_i w_i z_i [H, W] (float32, CPU)."""
     return RasterizeCPU.apply(means, quats, log_scales, opacity_logits, colors, camera)
+
+
+def render_cpu_no_grad(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    log_scales: Tensor,  # [N, 3]
+    opacity_logits: Tensor,  # [N]
+    colors: Tensor,  # [N, 3]
+    camera: Camera,
+    background: Tensor,  # [3] or [H, W, 3]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Colour composited over the background [H, W, 3], alpha [H, W] and depth [H, W] (float32, CPU), with
+    the compositing done in the tile kernel: the display path, where no gradient is wanted."""
+    bg = _numpy(background).reshape(1, 1, 3) if background.dim() == 1 else _numpy(background)
+    color, alpha, depth, _ = _rasterize_arrays(means, quats, log_scales, opacity_logits, colors, camera, bg)
+    return torch.from_numpy(color), torch.from_numpy(alpha), torch.from_numpy(depth)

@@ -11,6 +11,7 @@ Outputs are on the device of the inputs (a backend may compute elsewhere, e.g. g
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -62,7 +63,9 @@ def _check_tensor(name: str, value: object, shape: tuple, dtypes: tuple[torch.dt
     if value.dtype not in dtypes:
         allowed = " or ".join(str(d).replace("torch.", "") for d in dtypes)
         raise ValueError(f"{name} must be {allowed}, got {str(value.dtype).replace('torch.', '')}")
-    if not torch.isfinite(value).all():
+    # A sum is non-finite whenever an entry is (and, rarely, when finite entries overflow): one cheap pass
+    # that allocates nothing, and the exact test only when it fires.
+    if not math.isfinite(float(value.detach().sum())) and not torch.isfinite(value).all():
         raise ValueError(f"{name} contains NaN or inf values")
     return value
 
@@ -132,11 +135,13 @@ def render_gaussians(
 
 
 def _render_cpu(means, quats, log_scales, opacity_logits, colors, camera, background) -> RenderOutput:
-    from render.cpu_backend import rasterize_cpu
+    from render.cpu_backend import rasterize_cpu, render_cpu_no_grad
 
     device = means.device
-    means, quats, log_scales, opacity_logits, colors, background = (
-        t.cpu() for t in (means, quats, log_scales, opacity_logits, colors, background))
-    color, alpha, depth = rasterize_cpu(means, quats, log_scales, opacity_logits, colors, camera)
-    color = color + (1.0 - alpha)[..., None] * background
+    inputs = [t.cpu() for t in (means, quats, log_scales, opacity_logits, colors, background)]
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        color, alpha, depth = render_cpu_no_grad(*inputs[:5], camera, inputs[5])  # composites in the kernel
+        return RenderOutput(color=color.to(device), alpha=alpha.to(device), depth=depth.to(device))
+    color, alpha, depth = rasterize_cpu(*inputs[:5], camera)
+    color = color + (1.0 - alpha)[..., None] * inputs[5]
     return RenderOutput(color=color.to(device), alpha=alpha.to(device), depth=depth.to(device))

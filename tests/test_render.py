@@ -214,3 +214,19 @@ def test_gsplat_matches_cpu():
     gpu_grads = torch.autograd.grad(gpu.color.sum() + gpu.depth.sum(), gpu_inputs)
     for name, expected, actual in zip(INPUT_NAMES, cpu_grads, gpu_grads):
         assert_grad_close(actual.cpu(), expected, rel_l2=1e-2, cosine=0.999, name=name)
+
+
+@pytest.mark.parametrize("image_background", [False, True])
+def test_no_grad_display_path_matches_reference(image_background):
+    """Without gradients the CPU backend composites the background inside its tile kernel."""
+    params, camera = random_scene(15, 30, 45, 38)
+    g = torch.Generator().manual_seed(5)
+    shape = (camera.height, camera.width, 3) if image_background else (3,)
+    background = torch.rand(shape, generator=g)
+    with torch.no_grad():
+        out = render_gaussians(*params, camera, background, backend="cpu")
+        ref = render_gaussians(*[p.double() for p in params], camera, background.double(), backend="reference")
+    assert ref.alpha.max() > 0.9 and ref.alpha.min() < 0.1, "scene should cover part of the image, not all"
+    for field in ("color", "alpha", "depth"):
+        diff = (getattr(out, field).double() - getattr(ref, field)).abs().max().item()
+        assert diff <= 1e-4, f"{field}: max abs difference {diff:.3g}"
