@@ -23,7 +23,7 @@ from torch import Tensor
 
 from animation import idle
 from animation.visemes import SILENCE, VISEMES
-from animation.mouth_model import MouthModel
+from animation.mouth_model import MouthModel, blend_with_phones
 from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
 from animation.viseme_shapes import GENERIC, GENERIC_INDEX, VisemeShapes, extended_basis, generic_viseme_shapes
 
@@ -175,14 +175,9 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     weights = viseme_weights(speech.phones, speech.phone_set, fps, n)  # [T, 15]
     openness = mouth_openness(weights, speech.waveform, speech.sample_rate, fps)
     gain = loudness_gain(frame_rms(speech.waveform, speech.sample_rate, fps, n))
-    coeffs, generic = shapes.apply(weights)
-    # Loud syllables open wider than quiet ones: scale the mouth's deviation from rest by loudness.
+    coeffs, generic = shapes.speak(weights, gain)  # loudness-modulated phone-based mouth
     silence = VISEMES.index(SILENCE)
-    rest_coeffs, rest_generic = shapes.apply(np.eye(len(VISEMES))[[silence]])
-    speaking = 1.0 - weights[:, silence]
-    loud = (0.75 + 0.5 * gain)[:, None] * speaking[:, None] + (1 - speaking[:, None])
-    coeffs = rest_coeffs + (coeffs - rest_coeffs) * loud
-    generic = rest_generic + (generic - rest_generic) * loud
+    rest_coeffs, rest_generic = shapes.coeffs[silence], shapes.generic[silence]
     mouth_source = "visemes"
     if mouth is not None and abs(mouth.facts.fps - fps) < 1e-6:
         coeffs, generic = _mouth_from_audio(mouth, speech, weights, coeffs, generic, n, mouth_delay_frames)
@@ -221,19 +216,20 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
 
 def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coeffs: np.ndarray,
                       phone_generic: np.ndarray, n: int, delay_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The audio model's coefficients [T, K], with the phone-based mouth blended in on bilabial closures.
+    """The audio model's coefficients mixed with the phone-based mouth -> (coeffs [T, K], generic [T, G]).
 
-    weights: [T, 15] viseme weights; phone_coeffs [T, K] / phone_generic [T, G]: the phone-based mouth. A linear
-    model on smoothed audio rounds off the short full closure of p/b/m; the phones time it, so where the
-    bilabial weight is high the phone-based shape (lips pressed) takes over in proportion. When replaying a
-    recording whose video leads its audio, the phone track is moved by the same offset.
+    weights: [T, 15] viseme weights; phone_coeffs [T, K] / phone_generic [T, G]: the phone-based mouth. The mix
+    (`animation.mouth_model.blend_with_phones`, its share chosen by cross-validation at fitting) also hands the
+    p/b/m closures to the phones. When replaying a recording whose video leads its audio, the phone track is
+    moved by the same offset.
     """
     predicted = mouth.predict(speech.waveform, speech.sample_rate, n, weights, delay_frames)
     shift = 0 if delay_frames is None else int(delay_frames) - mouth.facts.speech_delay_frames
     index = np.clip(np.arange(n) + shift, 0, n - 1)
-    closure = weights[index, VISEME_INDEX[BILABIAL_CLASS]][:, None]  # [T, 1]
-    coeffs = predicted + closure * (phone_coeffs[index] - predicted)
+    closure = weights[index, VISEME_INDEX[BILABIAL_CLASS]]  # [T]
+    coeffs = blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share)
+    phone_share = 1.0 - (1.0 - closure[:, None]) * mouth.facts.audio_share  # [T, 1] as in blend_with_phones
     generic = phone_generic.copy()
     mouth_columns = [GENERIC_INDEX[name] for name in ("jaw_open", "lip_spread", "lip_round", "lip_press")]
-    generic[:, mouth_columns] = closure * phone_generic[index][:, mouth_columns]
+    generic[:, mouth_columns] = phone_share * phone_generic[index][:, mouth_columns]
     return coeffs, generic

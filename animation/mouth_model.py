@@ -14,10 +14,13 @@ person's own video. With 15-60 s of video a small linear model is what the data 
   lead of the lips over the sound (about 40 ms) and the recording's own audio/video offset (the shared Obama clip
   is 240 ms out of sync). Replaying that recording's audio (`bench.lipsync`, `app.py eval`) uses the measured
   delay; new speech (TTS, uploads) uses `speech_delay_frames`, the natural lead only;
-- ridge regularisation and whether the viseme weights help are chosen by blocked cross-validation on the
-  training frames (contiguous blocks, with a gap as wide as the context so no frame is seen from both sides);
-  each validation block's features are normalised over that block alone, as a new clip's would be. The score
-  is the correlation of the mouth-opening curves (inner-lip gap over inter-ocular distance).
+- the result is mixed with the phone-based mouth (`blend_with_phones`): the two make different errors, and
+  the phones time the p/b/m closures that smoothed audio features round off;
+- ridge regularisation, whether the viseme weights help as features and the audio model's share of the mix
+  are chosen by blocked cross-validation on the training frames (contiguous blocks, with a gap as wide as the
+  context so no frame is seen from both sides); each validation block's features are normalised and its
+  phones recognised on that block alone, as a new clip's would be. The score is the correlation of the
+  mouth-opening curves (inner-lip gap over inter-ocular distance).
 
 Targets are the expression coefficients in the avatar's basis (whatever the basis was fitted on); predictions
 are clamped to the range seen in training, so an unusual voice cannot push the face past what was seen.
@@ -46,15 +49,17 @@ class MouthFitOptions:
     """How `fit_mouth_model` searches (per call; what it chose is saved in `MouthModelFacts`).
 
     lambdas: ridge strengths tried (features are standardised, so these are in units of frames);
+    audio_shares: weights of the audio model in its mix with the phone-based mouth, tried when phones are given;
     try_visemes: also try adding the viseme weights as features; folds: cross-validation blocks;
     max_delay_s / min_delay_s: range searched for the audio delay; natural_delay_s: the lips' lead over the
     sound used for new speech (40 ms: the German clip measures one 25 fps frame, the literature says tens of ms).
     """
 
     num_bands: int = 8
-    offsets: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3)
+    offsets: tuple[int, ...] = (-2, -1, 0, 1, 2)
     viseme_offsets: tuple[int, ...] = (-2, 0, 2)
     lambdas: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+    audio_shares: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     try_visemes: bool = True
     folds: int = 5
     min_delay_s: float = -0.12
@@ -79,11 +84,12 @@ class MouthModelFacts:
     offsets: list[int]
     viseme_offsets: list[int]  # empty: the viseme weights are not features
     ridge_lambda: float
+    audio_share: float  # weight of this model in the mix with the phone-based mouth (1 = audio model only)
     recording_delay_frames: int
     speech_delay_frames: int
     training_frames: int
     cv_open_r: float  # mean over folds, chosen configuration
-    cv_table: dict = field(default_factory=dict)  # "lambda=..,visemes=..": mean fold r
+    cv_table: dict = field(default_factory=dict)  # "visemes=..,lambda=..,share=..": mean fold r
     format_version: int = FORMAT_VERSION
 
     @property
@@ -208,6 +214,24 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray
     return mean, scale, weights, intercept
 
 
+def blend_with_phones(predicted: np.ndarray, phone_coeffs: np.ndarray, closure: np.ndarray,
+                      audio_share: float) -> np.ndarray:
+    """Mix the audio model's coefficients [T, K] with the phone-based mouth's [T, K] -> [T, K].
+
+    The two make different errors (one hears loudness and the person's habits, the other knows which sound it
+    is), so a mix beats both; `audio_share` is the audio model's weight. closure: [T] bilabial weight (0..1):
+    a linear model on smoothed audio rounds off the short full closure of p/b/m, which the phones time, so
+    there the phone-based shape takes over in proportion.
+    """
+    predicted, phone_coeffs = np.asarray(predicted, np.float64), np.asarray(phone_coeffs, np.float64)
+    closure = np.asarray(closure, np.float64)
+    if predicted.shape != phone_coeffs.shape or closure.shape != predicted.shape[:1]:
+        raise ValueError(f"need predicted and phone coeffs [T, K] and closure [T]; got {predicted.shape}, "
+                         f"{phone_coeffs.shape}, {closure.shape}")
+    audio_weight = (1.0 - closure[:, None]) * float(audio_share)
+    return audio_weight * predicted + (1.0 - audio_weight) * phone_coeffs
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or a.std() < 1e-12 or b.std() < 1e-12:
         return 0.0
@@ -229,15 +253,23 @@ def estimate_delay(loudness: np.ndarray, opening: np.ndarray, valid: np.ndarray,
 
 
 def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, waveform: np.ndarray,
-                    sample_rate: int, fps: float, viseme_weights: np.ndarray | None = None,
-                    valid: np.ndarray | None = None, options: MouthFitOptions | None = None) -> MouthModel:
+                    sample_rate: int, fps: float, phones=None, phone_set: str = "arpabet",
+                    valid: np.ndarray | None = None, options: MouthFitOptions | None = None,
+                    time_segment=None) -> MouthModel:
     """Fit the audio -> expression regression on one training video (see the module docstring).
 
     coeffs: [T, K] tracked expression coefficients of the training frames in `basis` [K, 478, 3] around
-    `neutral` [478, 3]; waveform: [S] its audio from frame 0; viseme_weights: [T, 15] from the same audio's
-    timed phones (None: audio features only); valid: [T] frames to learn from. Only these frames are used:
-    pass the training part, never a held-out tail.
+    `neutral` [478, 3]; waveform: [S] its audio from frame 0; phones: its timed phones (None: audio features
+    only, no mix with the phone-based mouth); valid: [T] frames to learn from. Only these frames are used:
+    pass the training part, never a held-out tail. time_segment(waveform [S'], sample_rate, n_frames) ->
+    viseme weights [n, 15]: how a new clip's phones are found (e.g. phone recognition); each validation block
+    is timed with it on its own audio, as a new clip would be (None: slices of the training timing).
     """
+    from animation.coarticulation import viseme_weights
+    from animation.loudness import frame_rms, loudness_gain
+    from animation.viseme_shapes import learn_viseme_shapes
+    from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
+
     options = options or MouthFitOptions()
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if coeffs.ndim != 2 or coeffs.shape[1] != np.asarray(basis).shape[0]:
@@ -253,35 +285,52 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     audio = frame_features(waveform, sample_rate, fps, t, options.num_bands)
     delay = estimate_delay(audio[:, -1], opening, valid, int(np.floor(options.min_delay_s * fps)),
                            int(np.ceil(options.max_delay_s * fps)))
+    speech_delay = int(round(options.natural_delay_s * fps))
+    weights = None if phones is None else viseme_weights(phones, phone_set, fps, t)  # [T, 15]
     samples_per_frame = sample_rate / float(fps)
-    blocks = np.array_split(np.arange(t), options.folds)
+    folds = []  # per block: training rows, validation frames, its audio, viseme weights, phone-based mouth
+    for block in np.array_split(np.arange(t), options.folds):
+        keep = np.ones(t, bool)
+        keep[max(0, block[0] - reach - abs(delay)):block[-1] + reach + abs(delay) + 1] = False
+        rows = np.flatnonzero(keep & valid)
+        segment = waveform[int(round(block[0] * samples_per_frame)):int(round((block[-1] + 1) * samples_per_frame))]
+        block_weights, phone_mouth, closure = None, None, None
+        if weights is not None:
+            block_weights = (weights[block] if time_segment is None
+                             else np.asarray(time_segment(segment, sample_rate, len(block))))
+            shapes = learn_viseme_shapes(coeffs, fps, phones, phone_set, keep & valid)
+            gain = loudness_gain(frame_rms(segment, sample_rate, fps, len(block)))
+            index = np.clip(np.arange(len(block)) + delay - speech_delay, 0, len(block) - 1)
+            phone_mouth = shapes.speak(block_weights, gain)[0][index]
+            closure = block_weights[index, VISEME_INDEX[BILABIAL_CLASS]]
+        folds.append((rows, block[valid[block]], valid[block], segment, block_weights, phone_mouth, closure))
     table: dict[str, float] = {}
     best = None
-    for use_visemes in ((False, True) if options.try_visemes and viseme_weights is not None else (False,)):
+    shares = options.audio_shares if weights is not None else (1.0,)
+    for use_visemes in ((False, True) if options.try_visemes and weights is not None else (False,)):
         facts = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
-                                list(options.viseme_offsets) if use_visemes else [], 0.0, delay,
-                                int(round(options.natural_delay_s * fps)), int(valid.sum()), 0.0)
-        x = design_matrix(waveform, sample_rate, fps, t, viseme_weights, facts, delay)
-        held = []  # per fold: (train rows, validation frames, validation design matrix)
-        for block in blocks:
-            keep = np.ones(t, bool)
-            keep[max(0, block[0] - reach - abs(delay)):block[-1] + reach + abs(delay) + 1] = False
-            segment = waveform[int(round(block[0] * samples_per_frame)):int(round((block[-1] + 1) * samples_per_frame))]
-            part_weights = None if viseme_weights is None else np.asarray(viseme_weights)[block]
-            held.append((np.flatnonzero(keep & valid), block[valid[block]],
-                         design_matrix(segment, sample_rate, fps, len(block), part_weights, facts, delay)[valid[block]]))
+                                list(options.viseme_offsets) if use_visemes else [], 0.0, 1.0, delay,
+                                speech_delay, int(valid.sum()), 0.0)
+        x = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay)
+        x_val = [design_matrix(segment, sample_rate, fps, len(mask), block_weights, facts, delay)
+                 for _, _, mask, segment, block_weights, _, _ in folds]
         for strength in options.lambdas:
-            scores = []
-            for rows, frames, x_val in held:
+            predictions = []
+            for (rows, _, mask, *_), x_block in zip(folds, x_val):
                 mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], strength)
-                predicted = ((x_val - mean) / scale) @ w + b
-                scores.append(_pearson(opening_curve(predicted, neutral, basis), opening[frames]))
-            score = float(np.mean(scores))
-            table[f"lambda={strength:g},visemes={use_visemes}"] = round(score, 4)
-            if best is None or score > best[0]:
-                best = (score, strength, facts, x)
-    score, strength, facts, x = best
-    facts.ridge_lambda, facts.cv_open_r, facts.cv_table = float(strength), round(score, 4), table
+                predictions.append(((x_block - mean) / scale) @ w + b)
+            for share in shares:
+                scores = []
+                for (_, frames, mask, _, _, phone_mouth, closure), predicted in zip(folds, predictions):
+                    if phone_mouth is not None:
+                        predicted = blend_with_phones(predicted, phone_mouth, closure, share)
+                    scores.append(_pearson(opening_curve(predicted[mask], neutral, basis), opening[frames]))
+                score = float(np.mean(scores))
+                table[f"visemes={use_visemes},lambda={strength:g},share={share:g}"] = round(score, 4)
+                if best is None or score > best[0]:
+                    best = (score, strength, share, facts, x)
+    score, strength, share, facts, x = best
+    facts.ridge_lambda, facts.audio_share, facts.cv_open_r, facts.cv_table = float(strength), float(share), round(score, 4), table
     rows = np.flatnonzero(valid)
     mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], strength)
     low, high = coeffs[rows].min(0), coeffs[rows].max(0)

@@ -174,6 +174,21 @@ class VisemeShapes:
             raise ValueError(f"viseme weights must be [T, {len(VISEMES)}], got {weights.shape}")
         return weights @ self.coeffs, weights @ self.generic
 
+    def speak(self, weights: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Viseme weights [T, 15] and loudness gain [T] (0..1) -> (coefficients [T, K], generic [T, G]).
+
+        Loud syllables open wider than quiet ones: while speaking, the deviation from the rest (silence)
+        expression is scaled by 0.75 + 0.5 x gain."""
+        gain = np.asarray(gain, dtype=np.float64)
+        coeffs, generic = self.apply(weights)
+        if gain.shape != (len(coeffs),):
+            raise ValueError(f"gain must be [{len(coeffs)}], got {gain.shape}")
+        silence = VISEME_INDEX[SILENCE]
+        speaking = (1.0 - np.asarray(weights, dtype=np.float64)[:, silence])[:, None]
+        loud = (0.75 + 0.5 * gain)[:, None] * speaking + (1 - speaking)
+        return (self.coeffs[silence] + (coeffs - self.coeffs[silence]) * loud,
+                self.generic[silence] + (generic - self.generic[silence]) * loud)
+
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "visemes": list(VISEMES), "generic_names": list(GENERIC),
                 "source": self.source, "coeffs": self.coeffs.round(7).tolist(), "generic": self.generic.tolist(),
@@ -279,10 +294,13 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
     except ValueError:
         return None
     shapes.save(Path(folder) / SHAPES_FILE)
+    def time_segment(waveform: np.ndarray, sample_rate: int, n_frames: int) -> np.ndarray:  # as for new audio
+        segment = time_speech(waveform.astype(np.float32), None, sample_rate=sample_rate)
+        return viseme_weights(segment.phones, segment.phone_set, clip.fps, n_frames)
+
     try:
-        weights = viseme_weights(speech.phones, speech.phone_set, clip.fps, stop)
         fit_mouth_model(clip.coeffs[:stop], clip.neutral, clip.basis, speech.waveform, speech.sample_rate,
-                        clip.fps, weights, valid).save(folder)
+                        clip.fps, speech.phones, speech.phone_set, valid, time_segment=time_segment).save(folder)
     except ValueError:  # too few frames: the viseme shapes alone drive the mouth; drop a stale model
         for name in (MOUTH_FACTS_FILE, MOUTH_ARRAYS_FILE):
             (Path(folder) / name).unlink(missing_ok=True)
