@@ -330,7 +330,8 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                 if best is None or score > best[0]:
                     best = (score, strength, share, facts, x)
     score, strength, share, facts, x = best
-    facts.ridge_lambda, facts.audio_share, facts.cv_open_r, facts.cv_table = float(strength), float(share), round(score, 4), table
+    facts.ridge_lambda, facts.audio_share = float(strength), float(share)
+    facts.cv_open_r, facts.cv_table = round(score, 4), table
     rows = np.flatnonzero(valid)
     mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], strength)
     low, high = coeffs[rows].min(0), coeffs[rows].max(0)

@@ -94,8 +94,8 @@ def plot_piper_sentence(avatar, shapes, mouth, path: Path) -> None:
     speech = PiperEngine().synthesize(PIPER_SENTENCE)
     options = MotionOptions(fps=avatar.fps, still=True, blinks_per_minute=0)
     neutral, basis = avatar.neutral.numpy(), avatar.expression_basis.numpy()
-    curves = {"audio model (+ p/b/m from phones)": motion_from_speech(speech, avatar, options, shapes, mouth=mouth).coeffs,
-              "phone visemes": motion_from_speech(speech, avatar, options, shapes).coeffs}
+    curves = {"audio model mixed with phones": motion_from_speech(speech, avatar, options, shapes, mouth=mouth).coeffs,
+              "phone visemes alone": motion_from_speech(speech, avatar, options, shapes).coeffs}
     plot_mouth_opening(speech, avatar.fps, {k: opening_curve(v, neutral, basis) for k, v in curves.items()}, path,
                        f"{avatar.name}: Piper voice (another speaker)")
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from animation.audio_features import frame_features, with_context
-from animation.mouth_model import (MouthModel, design_matrix, fit_mouth_model, load_mouth_model, opening_curve,
-                                   ridge_fit)
+from animation.mouth_model import (MouthModel, blend_with_phones, design_matrix, fit_mouth_model, load_mouth_model,
+                                   opening_curve, ridge_fit)
 
 SR = 16000
 FPS = 25.0
@@ -71,6 +71,34 @@ def test_ridge_fit_matches_lstsq_on_the_augmented_system() -> None:
     np.testing.assert_allclose(w, solution[:5], atol=1e-10)
     np.testing.assert_allclose(b, solution[5], atol=1e-10)
     np.testing.assert_allclose(((x - mean) / scale) @ w + b, xs @ solution[:5] + solution[5], atol=1e-10)
+
+
+def test_blend_hands_closures_to_the_phones() -> None:
+    rng = np.random.default_rng(6)
+    predicted, phones = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    closure = np.array([0.0, 1.0, 0.5, 0.0])
+    mixed = blend_with_phones(predicted, phones, closure, audio_share=0.75)
+    np.testing.assert_allclose(mixed[0], 0.75 * predicted[0] + 0.25 * phones[0])
+    np.testing.assert_allclose(mixed[1], phones[1])  # full closure: the phone-based (pressed) lips
+    np.testing.assert_allclose(mixed[2], 0.375 * predicted[2] + 0.625 * phones[2])
+    np.testing.assert_allclose(blend_with_phones(predicted, phones, np.zeros(4), 1.0), predicted)
+    with pytest.raises(ValueError, match="closure"):
+        blend_with_phones(predicted, phones, closure[:3], 0.5)
+
+
+def test_viseme_shapes_speak_scales_by_loudness_around_rest() -> None:
+    from animation.viseme_shapes import generic_viseme_shapes
+    from animation.visemes import SILENCE, VISEME_INDEX
+
+    shapes = generic_viseme_shapes(2)
+    shapes.coeffs[:] = 1.0
+    shapes.coeffs[VISEME_INDEX[SILENCE]] = 0.0
+    weights = np.zeros((3, 15))
+    weights[:, VISEME_INDEX["aa"]] = 1.0
+    weights[2] = 0.0
+    weights[2, VISEME_INDEX[SILENCE]] = 1.0
+    coeffs, _ = shapes.speak(weights, np.array([0.0, 1.0, 1.0]))
+    np.testing.assert_allclose(coeffs[:, 0], [0.75, 1.25, 0.0])  # quiet, loud, silence stays at rest
 
 
 def test_fit_finds_the_recording_delay_and_predicts_a_new_clip(tmp_path) -> None:
