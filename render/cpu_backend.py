@@ -93,12 +93,6 @@ def _exp_neg(x):
 
 
 @nb.njit(inline="always")
-def _row_range(params, i, tile_y):
-    """Rows [lo, hi) of the tile that Gaussian i can reach (its ellipse's y extent, with slack)."""
-    return pixel_span(params[i, 12], params[i, 13], tile_y * TILE, TILE)
-
-
-@nb.njit(inline="always")
 def _scattered_tile(j, n_tiles):
     """The tile that loop index j works on: numba splits a prange into one contiguous block of indices per
     thread, and neighbouring tiles cost alike (face versus background), so a multiplicative scatter gives
@@ -250,18 +244,64 @@ def _forward_tiles(params, offsets, items, width, height, background, out_color,
                 out_count[y, x] = count[p]
 
 
+@nb.njit(inline="always")
+def _blend_backward(px, py, trans, t_final, last, g_r, g_g, g_b, g_a, g_z, behind_r, behind_g, behind_b, behind_z,
+                    u, v, ca, cb, cc, op, cr, cg, cbl, cz, k32):
+    """Gradients of one Gaussian (list entry k32) over a contiguous run of pixels, walking back to front:
+    undoes its compositing in trans (T_k = T_{k+1} / (1 - alpha_k), as 3DGS does) and adds what it put on
+    top of the pixels' behind_* sums. Returns the sums of d/du, d/dv, d/d(conic a, b, c) without the
+    -1/2 / -1 factors, d/dopacity, d/d(r, g, b, depth)."""
+    s_u = s_v = s_a = s_b = s_c = s_op = s_r = s_g = s_bl = s_z = _F0
+    for p in range(px.shape[0]):
+        dx = px[p] - u
+        dy = py[p] - v
+        power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+        gauss = _exp_neg(max(power, _POWER_FLOOR))
+        raw = op * gauss
+        alpha = min(ALPHA_MAX, raw)
+        ok = (alpha >= ALPHA_MIN) & (k32 < last[p])
+        inv = _F1 / (_F1 - alpha)
+        t_k = trans[p] * inv
+        w = alpha * t_k
+        # dL/dalpha_k = g . (c_k T_k - B_k / (1 - alpha_k)) + g_A T_final / (1 - alpha_k), where
+        # B_k is what the Gaussians behind k added (colour and depth), g the pixel's gradients.
+        own = g_r[p] * cr + g_g[p] * cg + g_b[p] * cbl + g_z[p] * cz
+        behind = g_r[p] * behind_r[p] + g_g[p] * behind_g[p] + g_b[p] * behind_b[p] + g_z[p] * behind_z[p]
+        d_alpha = own * t_k - (behind - g_a[p] * t_final[p]) * inv
+        live = ok & (raw <= ALPHA_MAX)  # the 0.99 clamp has zero gradient
+        d_alpha = d_alpha if live else _F0
+        d_power = d_alpha * alpha
+        w_ok = w if ok else _F0
+        s_r += w_ok * g_r[p]
+        s_g += w_ok * g_g[p]
+        s_bl += w_ok * g_b[p]
+        s_z += w_ok * g_z[p]
+        s_op += d_alpha * gauss
+        s_u += d_power * (ca * dx + cb * dy)
+        s_v += d_power * (cb * dx + cc * dy)
+        s_a += d_power * dx * dx
+        s_b += d_power * dx * dy
+        s_c += d_power * dy * dy
+        behind_r[p] += w_ok * cr
+        behind_g[p] += w_ok * cg
+        behind_b[p] += w_ok * cbl
+        behind_z[p] += w_ok * cz
+        trans[p] = t_k if ok else trans[p]
+    return s_u, s_v, s_a, s_b, s_c, s_op, s_r, s_g, s_bl, s_z
+
+
 @nb.njit(cache=True, fastmath=True, parallel=PRANGE_ONLY, error_model="numpy")
 def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad_color, grad_alpha, grad_depth):
-    """Back-to-front gradient walk per tile; returns one gradient row [n_isect, 10] per intersection."""
+    """Back-to-front gradient walk per tile (the forward pass's strips and reach tests); returns one
+    gradient row [n_isect, 10] per intersection."""
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
     rows = np.zeros((items.shape[0], GRAD_COLUMNS), np.float32)
     for j in nb.prange(n_tiles):
         t = _scattered_tile(j, n_tiles)
-        tile_y = t // tiles_x
-        tile_x = t - tile_y * tiles_x
         px = np.empty(TILE_PIXELS, np.float32)
         py = np.empty(TILE_PIXELS, np.float32)
+        tile_x, tile_y = _tile_pixels(t, tiles_x, px, py)
         trans = np.zeros(TILE_PIXELS, np.float32)
         t_final = np.zeros(TILE_PIXELS, np.float32)
         last = np.zeros(TILE_PIXELS, np.int32)
@@ -276,10 +316,7 @@ def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad
         behind_z = np.zeros(TILE_PIXELS, np.float32)
         max_last = 0
         for p in range(TILE_PIXELS):
-            x = tile_x * TILE + p % TILE
-            y = tile_y * TILE + p // TILE
-            px[p] = np.float32(x) + _HALF
-            py[p] = np.float32(y) + _HALF
+            x, y = _pixel_xy(p, tile_x, tile_y)
             if x < width and y < height:
                 trans[p] = final_T[y, x]
                 t_final[p] = final_T[y, x]
@@ -293,66 +330,29 @@ def _backward_tiles(params, offsets, items, width, height, final_T, counts, grad
         start = offsets[t]
         for k in range(max_last - 1, -1, -1):
             i = items[start + k]
-            row_lo, row_hi = _row_range(params, i, tile_y)
-            u, v = params[i, 0], params[i, 1]
-            ca, cb, cc, op = params[i, 2], params[i, 3], params[i, 4], params[i, 5]
-            cr, cg, cbl, cz = params[i, 6], params[i, 7], params[i, 8], params[i, 9]
-            k32 = np.int32(k)
+            col_lo, col_hi = pixel_span(params[i, 10], params[i, 11], tile_x * TILE, TILE)
+            row_lo, row_hi = pixel_span(params[i, 12], params[i, 13], tile_y * TILE, TILE)
             s_u = s_v = s_a = s_b = s_c = s_op = s_r = s_g = s_bl = s_z = _F0
-            lo = row_lo * TILE
-            hi = max(row_hi * TILE, lo)
-            # Slices starting at the first reachable row: a loop from 0 over them vectorises (LLVM
-            # gives up on this loop when it starts at a variable offset into the whole-tile arrays).
-            px_rows = px[lo:hi]
-            py_rows = py[lo:hi]
-            trans_rows = trans[lo:hi]
-            t_final_rows = t_final[lo:hi]
-            last_rows = last[lo:hi]
-            g_r_rows = g_r[lo:hi]
-            g_g_rows = g_g[lo:hi]
-            g_b_rows = g_b[lo:hi]
-            g_a_rows = g_a[lo:hi]
-            g_z_rows = g_z[lo:hi]
-            behind_r_rows = behind_r[lo:hi]
-            behind_g_rows = behind_g[lo:hi]
-            behind_b_rows = behind_b[lo:hi]
-            behind_z_rows = behind_z[lo:hi]
-            for p in range(hi - lo):
-                dx = px_rows[p] - u
-                dy = py_rows[p] - v
-                power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                gauss = _exp_neg(max(power, _POWER_FLOOR))
-                raw = op * gauss
-                alpha = min(ALPHA_MAX, raw)
-                ok = (alpha >= ALPHA_MIN) & (k32 < last_rows[p])
-                inv = _F1 / (_F1 - alpha)
-                t_k = trans_rows[p] * inv
-                w = alpha * t_k
-                # dL/dalpha_k = g . (c_k T_k - B_k / (1 - alpha_k)) + g_A T_final / (1 - alpha_k), where
-                # B_k is what the Gaussians behind k added (colour and depth), g the pixel's gradients.
-                own = g_r_rows[p] * cr + g_g_rows[p] * cg + g_b_rows[p] * cbl + g_z_rows[p] * cz
-                behind = (g_r_rows[p] * behind_r_rows[p] + g_g_rows[p] * behind_g_rows[p]
-                          + g_b_rows[p] * behind_b_rows[p] + g_z_rows[p] * behind_z_rows[p])
-                d_alpha = own * t_k - (behind - g_a_rows[p] * t_final_rows[p]) * inv
-                live = ok & (raw <= ALPHA_MAX)  # the 0.99 clamp has zero gradient
-                d_alpha = d_alpha if live else _F0
-                d_power = d_alpha * alpha
-                w_ok = w if ok else _F0
-                s_r += w_ok * g_r_rows[p]
-                s_g += w_ok * g_g_rows[p]
-                s_bl += w_ok * g_b_rows[p]
-                s_z += w_ok * g_z_rows[p]
-                s_op += d_alpha * gauss
-                s_u += d_power * (ca * dx + cb * dy)
-                s_v += d_power * (cb * dx + cc * dy)
-                s_a += d_power * dx * dx
-                s_b += d_power * dx * dy
-                s_c += d_power * dy * dy
-                behind_r_rows[p] += w_ok * cr
-                behind_g_rows[p] += w_ok * cg
-                behind_b_rows[p] += w_ok * cbl
-                behind_z_rows[p] += w_ok * cz
-                trans_rows[p] = t_k if ok else trans_rows[p]
+            for s in range(col_lo // STRIP, (col_hi + STRIP - 1) // STRIP):
+                if row_hi <= row_lo:
+                    break
+                a = s * STRIP_PIXELS + row_lo * STRIP
+                b = s * STRIP_PIXELS + row_hi * STRIP
+                d_u, d_v, d_a, d_b, d_c, d_op, d_r, d_g, d_bl, d_z = _blend_backward(
+                    px[a:b], py[a:b], trans[a:b], t_final[a:b], last[a:b], g_r[a:b], g_g[a:b], g_b[a:b], g_a[a:b],
+                    g_z[a:b], behind_r[a:b], behind_g[a:b], behind_b[a:b], behind_z[a:b], params[i, 0],
+                    params[i, 1], params[i, 2], params[i, 3], params[i, 4], params[i, 5], params[i, 6], params[i, 7],
+                    params[i, 8], params[i, 9], np.int32(k))
+                s_u += d_u
+                s_v += d_v
+                s_a += d_a
+                s_b += d_b
+                s_c += d_c
+                s_op += d_op
+                s_r += d_r
+                s_g += d_g
+                s_bl += d_bl
+                s_z += d_z
             row = start + k
             rows[row, 0] = s_u
             rows[row, 1] = s_v
