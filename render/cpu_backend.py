@@ -12,23 +12,26 @@ loops that start at index 0 of a slice (LLVM does not vectorise them from a vari
 Pipeline per frame (3DGS / gsplat "classic" rules, identical to `render.reference` pixel by pixel):
 1. `render.cpu_projection`: EWA projection (0.3 px^2 low-pass, near plane 0.01) and a stable radix sort
    of the Gaussians in front of the near plane by camera depth.
-2. `render.cpu_binning`: per-tile lists in depth order (counting sort; exact ellipse-tile test).
-3. Forward, threads over 16x16 tiles, per Gaussian front to back, over the pixel rows of the tile that
-   its ellipse reaches, in a branch-free (vectorised) loop: alpha = min(0.99, opacity exp(-0.5 d^T conic
+2. `render.cpu_binning`: per-tile lists in depth order (counting sort; exact ellipse-tile test per tile row).
+3. Forward, threads over 16x16 tiles (in a scattered order, so that both threads get face and background
+   tiles alike), each kept as two strips of 16 rows x 8 columns: per Gaussian front to back, over the rows
+   of each strip that its ellipse reaches (its exact extent from the binning, less the rows whose pixels
+   have all stopped), in a branch-free (vectorised) loop: alpha = min(0.99, opacity exp(-0.5 d^T conic
    d)); skip alpha < 1/255; stop a pixel before the Gaussian that would take its transmittance T to
    <= 1e-4 (gsplat's rule); stop the tile when all its pixels have stopped. Stores per pixel the final T
    and the number of list entries up to its last contributor.
-4. Backward, per tile, back to front from each pixel's last contributor, recovering T_k = T_{k+1} /
-   (1 - alpha_k) as 3DGS does, writing one gradient row per (tile, Gaussian) intersection; the rows are
-   summed per Gaussian in a fixed order (deterministic, no atomics), then chained through the projection
-   by hand (`project_backward`) and through the sigmoid of the opacity.
-Outputs are *premultiplied* (no background): colour sum_i w_i c_i, alpha 1 - T, depth sum_i w_i z_i with
-w_i = alpha_i T_i; the caller composites the background with torch so its gradient comes for free.
+4. Backward, per tile in the same strips and reach tests, back to front from each pixel's last
+   contributor, recovering T_k = T_{k+1} / (1 - alpha_k) as 3DGS does, writing one gradient row per
+   (tile, Gaussian) intersection; the rows are summed per Gaussian in a fixed order (deterministic, no
+   atomics), then chained through the projection by hand (`project_backward`) and through the sigmoid.
+Through autograd (`rasterize_cpu`) the outputs are *premultiplied* (no background): colour sum_i w_i c_i,
+alpha 1 - T, depth sum_i w_i z_i with w_i = alpha_i T_i; the caller composites the background with torch
+so its gradient comes for free. Without gradients (`render_cpu_no_grad`, the display path) the tile
+kernel composites the background itself and nothing is kept for a backward pass.
 Memory is O(N + intersections + pixels); nothing of size pixels x Gaussians.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
