@@ -12,6 +12,14 @@ is spoken by Piper and converted. Scores:
   the converted speech against the text, words pooled over all clips.
 - x_realtime: seconds of converted audio per wall second of `convert_speech` (analysis + mapping +
   synthesis), pooled. The machine is shared: say how loaded it was when quoting.
+- independent check (the fit itself is guided by Resemblyzer, so its score could flatter it): MFCC statistics
+  (mean and std of c1..c19 of a 40-band log-mel spectrum, 25 ms / 10 ms, speech frames) of the converted
+  speech against every clip's held-back half. mfcc_id_cloned = fraction of clips whose converted speech is
+  nearest (Euclidean) to its OWN reference half (chance: 1 / clips; the plain voice is one point, so at most
+  one clip); mfcc_ratio_cloned / _plain = distance to the own half over the mean distance to the other
+  clips' halves (< 1: closer to its own speaker). f0_error_st_cloned / _plain: |median F0 difference| to
+  the held-back half in semitones. These statistics are partly what the converter matches (mean envelope,
+  F0), so they check the conversion by other means than the encoder, not by unrelated ones.
 Targets (issue 6): similarity_mean >= 0.75, wer_cloned <= wer_plain + 0.10, x_realtime >= 5.
 """
 from __future__ import annotations
@@ -29,6 +37,62 @@ DEFAULT_DATA = Path(os.environ.get("TALKING_AVATAR_SHARED_DATA", Path(__file__).
 TEST_TEXT = ("The weather was calm this morning, so we walked along the river and talked about the garden. "
              "Later that day my sister baked bread and we ate it by the window.")
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
+N_MFCC = 20  # c0..c19; c0 (level) is dropped
+
+
+def mfcc_statistics(waveform: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """[2 * (N_MFCC - 1)] mean and std of MFCC c1..c19 over the speech frames (within 30 dB of the loudest)
+    of waveform [S]: 25 ms Hann frames every 10 ms, 40 mel bands up to sample_rate / 2."""
+    from scipy.fft import dct
+
+    if waveform.ndim != 1 or len(waveform) < sample_rate // 10:
+        raise ValueError(f"need a mono waveform [S] of at least 0.1 s, got shape {waveform.shape}")
+    size, hop, n_fft = int(0.025 * sample_rate), int(0.010 * sample_rate), 512
+    starts = np.arange(0, len(waveform) - size + 1, hop)
+    frames = waveform[starts[:, None] + np.arange(size)[None, :]] * np.hanning(size)[None, :]
+    power = np.abs(np.fft.rfft(frames, n_fft, axis=1)) ** 2  # [T, n_fft / 2 + 1]
+    mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)  # noqa: E731 - the two conversions read best inline
+    hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    edges = hz(np.linspace(0.0, mel(sample_rate / 2.0), 42))
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    bank = np.stack([np.clip(np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)), 0.0, None)
+                     for lo, mid, hi in zip(edges[:-2], edges[1:-1], edges[2:])])  # [40, n_fft / 2 + 1]
+    log_mel = np.log(power @ bank.T + 1e-10)  # [T, 40]
+    energy = 10.0 * np.log10(power.sum(axis=1) + 1e-20)
+    cepstra = dct(log_mel[energy > energy.max() - 30.0], type=2, norm="ortho", axis=1)[:, 1:N_MFCC]
+    return np.concatenate([cepstra.mean(axis=0), cepstra.std(axis=0)])
+
+
+def median_f0_hz(waveform: np.ndarray) -> float:
+    """Median F0 (Hz) of the voiced frames of 16 kHz waveform [S] (WORLD DIO + StoneMask)."""
+    from audio.voice_convert import analyze, log_f0_stats
+
+    return float(np.exp(log_f0_stats(analyze(waveform).f0)[0]))
+
+
+def independent_scores(converted: list[np.ndarray], plain: np.ndarray, held_out: list[np.ndarray]) -> dict:
+    """MFCC-statistics identification and F0 error of converted[i] [S] (clip i's voice) against the held-back
+    halves held_out[j] [S]; plain [S] is the unconverted voice. See the module docstring."""
+    if len(converted) != len(held_out) or len(held_out) < 2:
+        raise ValueError("need one converted waveform per held-out half, and at least two clips")
+    refs = np.stack([mfcc_statistics(h) for h in held_out])  # [clips, D]
+    plain_stats = mfcc_statistics(plain)
+    ids, ratios, plain_ratios, f0_errors, plain_f0_errors = [], [], [], [], []
+    plain_f0 = median_f0_hz(plain)
+    for i, wave in enumerate(converted):
+        distances = np.linalg.norm(refs - mfcc_statistics(wave)[None, :], axis=1)
+        plain_distances = np.linalg.norm(refs - plain_stats[None, :], axis=1)
+        ids.append(int(np.argmin(distances)) == i)
+        ratios.append(distances[i] / np.delete(distances, i).mean())
+        plain_ratios.append(plain_distances[i] / np.delete(plain_distances, i).mean())
+        ref_f0 = median_f0_hz(held_out[i])
+        f0_errors.append(abs(12.0 * np.log2(median_f0_hz(wave) / ref_f0)))
+        plain_f0_errors.append(abs(12.0 * np.log2(plain_f0 / ref_f0)))
+    return {"mfcc_id_cloned": round(float(np.mean(ids)), 3),
+            "mfcc_ratio_cloned": round(float(np.mean(ratios)), 3),
+            "mfcc_ratio_plain": round(float(np.mean(plain_ratios)), 3),
+            "f0_error_st_cloned": round(float(np.mean(f0_errors)), 2),
+            "f0_error_st_plain": round(float(np.mean(plain_f0_errors)), 2)}
 
 
 def run(data: Path) -> tuple[list[dict], dict]:
@@ -50,6 +114,7 @@ def run(data: Path) -> tuple[list[dict], dict]:
     plain_errors = edit_distance(words, recognize_words(plain16))
     checks = ReferenceChecks(min_speech_s=1.5)
     rows, sims, cloned_errors, audio_s, convert_s = [], [], 0, 0.0, 0.0
+    converted, halves = [], []
     for clip in clips:
         waveform = prepare_audio(clip, AudioOptions(target_sr=16000)).waveform
         half = len(waveform) // 2
@@ -63,10 +128,13 @@ def run(data: Path) -> tuple[list[dict], dict]:
         convert_s += time.perf_counter() - start
         audio_s += cloned.duration_s
         held_out = embed(encoder, second)
+        converted.append(cloned.waveform)
+        halves.append(second)
         errors = edit_distance(words, recognize_words(cloned.waveform))
         cloned_errors += errors
         sims.append((float(embed(encoder, plain16) @ held_out), float(embed(encoder, cloned.waveform) @ held_out)))
-        rows.append({"clip": clip.name[:28], "method": profile.fit.chosen, "rate": f"{profile.params.rate:.3f}",
+        rows.append({"clip": clip.name[:28], "method": profile.fit.chosen.replace("global ", ""),
+                     "rate": f"{profile.params.rate:.3f}",
                      "sim_plain": f"{sims[-1][0]:.3f}", "sim_cloned": f"{sims[-1][1]:.3f}",
                      "wer_cloned": f"{errors / len(words):.3f}", "fit_s": f"{fit_s:.1f}"})
     result = {"similarity_mean": round(float(np.mean([s[1] for s in sims])), 4),
@@ -74,6 +142,7 @@ def run(data: Path) -> tuple[list[dict], dict]:
               "wer_plain": round(plain_errors / len(words), 4),
               "wer_cloned": round(cloned_errors / (len(words) * len(rows)), 4),
               "x_realtime": round(audio_s / convert_s, 2), "clips": len(rows)}
+    result.update(independent_scores(converted, plain16, halves))
     return rows, result
 
 
