@@ -36,7 +36,7 @@ cavity face forward, the tongue up), matching the face mesh's winding.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor
@@ -216,6 +216,10 @@ class ExtendedMeshRig:
     head_follow: Tensor  # [E] float, share of the head's rotation each extra vertex follows (neck < 1)
     neck_pivot: Tensor  # [3], centre of the neck's partial counter-rotation
     resolution: MeshResolution
+    # Optional fixed body pose (head frame -> camera, the clip's mean head pose over its training frames):
+    # with it, a vertex with head_follow f is posed f * head pose + (1 - f) * body pose (see extend_vertices).
+    body_rotation: Tensor | None = None  # [3, 3]
+    body_translation: Tensor | None = None  # [3]
 
     def to_tensors(self) -> dict[str, Tensor]:
         """Tensors for safetensors (contiguous, CPU); `metadata()` holds the rest as JSON."""
@@ -226,6 +230,9 @@ class ExtendedMeshRig:
             "anchor_weight": self.anchor_weight.detach().cpu().contiguous(),
             "head_follow": self.head_follow.detach().cpu().contiguous(),
             "neck_pivot": self.neck_pivot.detach().cpu().contiguous(),
+            **({} if self.body_rotation is None else {
+                "body_rotation": self.body_rotation.detach().cpu().contiguous(),
+                "body_translation": self.body_translation.detach().cpu().contiguous()}),
         }
 
     def metadata(self) -> dict:
@@ -244,6 +251,7 @@ class ExtendedMeshRig:
         rig = ExtendedMeshRig(
             tensors["neutral_landmarks"], tensors["extra_neutral"], tensors["anchor_index"],
             tensors["anchor_weight"], tensors["head_follow"], tensors["neck_pivot"], resolution,
+            tensors.get("body_rotation"), tensors.get("body_translation"),
         )
         rig.validate()
         return rig
@@ -266,6 +274,30 @@ class ExtendedMeshRig:
             raise ValueError(f"rig.head_follow must be float [{num_extra}] in [0, 1], got {f.dtype} {list(f.shape)}")
         if not pivot.is_floating_point() or tuple(pivot.shape) != (3,) or not torch.isfinite(pivot).all():
             raise ValueError(f"rig.neck_pivot must be a finite float [3], got {pivot.dtype} {list(pivot.shape)}")
+        body = (self.body_rotation, self.body_translation)
+        if (body[0] is None) != (body[1] is None):
+            raise ValueError("rig.body_rotation and rig.body_translation must be given together")
+        if body[0] is not None:
+            for name, value, shape in (("body_rotation", body[0], (3, 3)), ("body_translation", body[1], (3,))):
+                if not value.is_floating_point() or tuple(value.shape) != shape or not torch.isfinite(value).all():
+                    raise ValueError(f"rig.{name} must be a finite float {list(shape)}, got {value.dtype} {list(value.shape)}")
+
+
+def with_body_pose(rig: ExtendedMeshRig, rotations: Tensor, translations: Tensor) -> ExtendedMeshRig:
+    """The rig with a fixed body pose: the mean of head poses rotations [T, 3, 3], translations [T, 3] (pass the
+    training frames'). The shoulders of a talking person stay nearly still while the head nods, turns and
+    shifts, so the neck blends from the head's pose at the jaw to this pose at the shoulders."""
+    if rotations.ndim != 3 or rotations.shape[1:] != (3, 3) or translations.shape != (rotations.shape[0], 3):
+        raise ValueError(f"need rotations [T, 3, 3] and translations [T, 3], got {tuple(rotations.shape)}, "
+                         f"{tuple(translations.shape)}")
+    if rotations.shape[0] == 0:
+        raise ValueError("need at least one head pose for the body pose")
+    u, _, vt = torch.linalg.svd(rotations.to(torch.float64).sum(0))  # chordal mean of the rotations
+    mean = u @ torch.diag(torch.tensor([1.0, 1.0, float(torch.sign(torch.linalg.det(u @ vt)))], dtype=u.dtype)) @ vt
+    dtype = rig.neutral_landmarks.dtype
+    posed = replace(rig, body_rotation=mean.to(dtype), body_translation=translations.to(torch.float64).mean(0).to(dtype))
+    posed.validate()
+    return posed
 
 
 def _axis_angle(rotation: Tensor) -> Tensor:
@@ -300,6 +332,7 @@ def extend_vertices(
     landmarks: Tensor,  # [..., 478, 3] in the head frame of the rig's neutral shape
     rig: ExtendedMeshRig,
     head_rotation: Tensor | None = None,  # [..., 3, 3] head -> camera/world rotation of the same frames
+    head_translation: Tensor | None = None,  # [..., 3] the same frames' head translations (camera units)
 ) -> Tensor:
     """All vertices [..., V, 3] of the extended mesh, in the head frame.
 
@@ -307,6 +340,9 @@ def extend_vertices(
     (linear in the landmarks). With it, each vertex with head_follow f < 1 (the neck) is turned
     back by R^(f - 1) about the neck pivot, so after the caller applies the head pose it has
     turned by only R^f: the shoulders stay nearly still while the head turns. Differentiable.
+    With head_translation too and a rig with a body pose (R0, t0; `with_body_pose`), such a vertex v is
+    instead placed so that, once the caller applies R v + t, it sits at f (R v + t) + (1 - f)(R0 v + t0):
+    the neck blends between the moving head and the still body (two-bone linear blend skinning).
     """
     _check_landmarks("landmarks", landmarks, batched=True)
     neutral = rig.neutral_landmarks.to(landmarks)
@@ -320,10 +356,19 @@ def extend_vertices(
         if not torch.isfinite(head_rotation).all():
             raise ValueError("head_rotation contains NaN or inf values")
         partial = (rig.head_follow < 1).nonzero().flatten().to(landmarks.device)
-        pivot = rig.neck_pivot.to(landmarks)
         follow = rig.head_follow.to(landmarks)[partial]
-        turn_back = _axis_angle(head_rotation.to(landmarks))[..., None, :] * (follow - 1)[:, None]
-        local = (_rotation_from_vectors(turn_back) @ (extra[..., partial, :] - pivot).unsqueeze(-1)).squeeze(-1) + pivot
+        if head_translation is not None and rig.body_rotation is not None:
+            if not isinstance(head_translation, Tensor) or tuple(head_translation.shape) != (*batch, 3):
+                raise ValueError(f"head_translation must have shape {[*batch, 3]}, got "
+                                 f"{list(getattr(head_translation, 'shape', []))}")
+            v = extra[..., partial, :]
+            body = v @ rig.body_rotation.to(landmarks).T + rig.body_translation.to(landmarks)  # camera
+            back = (body - head_translation.to(landmarks)[..., None, :]) @ head_rotation.to(landmarks)  # R^T (.)
+            local = follow[:, None] * v + (1 - follow[:, None]) * back
+        else:
+            pivot = rig.neck_pivot.to(landmarks)
+            turn_back = _axis_angle(head_rotation.to(landmarks))[..., None, :] * (follow - 1)[:, None]
+            local = (_rotation_from_vectors(turn_back) @ (extra[..., partial, :] - pivot).unsqueeze(-1)).squeeze(-1) + pivot
         extra = extra.index_copy(-2, partial, local)
     return torch.cat([landmarks, extra], dim=-2)
 

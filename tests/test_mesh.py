@@ -285,3 +285,39 @@ def test_eye_patches_fill_the_eye_openings_behind_the_lids(topology, rig, astron
     right_eye = topology.vertex_part == PARTS.index("eyes")
     assert 0.5 < float(shift[right_eye].max()) <= 3**0.5 + 1e-9 and float(shift[right_eye].min()) == 0.0
     assert int((shift[right_eye] > 0).sum()) < int(right_eye.sum()) // 2  # the other eye stays
+
+
+def test_neck_blends_between_head_and_body_pose(topology, rig, astronaut_landmarks):
+    """With a body pose, a neck vertex with head_follow f lands at f (R v + t) + (1 - f)(R0 v + t0) once the
+    caller applies the head pose; everything else stays rigid with the head."""
+    from avatar.mesh import with_body_pose
+
+    g = torch.Generator().manual_seed(3)
+    rotations = torch.stack([rotation_about(torch.randn(3, generator=g).tolist(), 8.0) for _ in range(5)])
+    translations = torch.randn(5, 3, generator=g, dtype=torch.float64) * 0.01 + torch.tensor([0.0, 0.0, 0.5])
+    posed_rig = with_body_pose(rig, rotations, translations)
+    r0, t0 = posed_rig.body_rotation, posed_rig.body_translation
+    torch.testing.assert_close(r0 @ r0.T, torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(t0, translations.mean(0))
+    same = with_body_pose(rig, rotations[:1].expand(3, 3, 3), translations[:1].expand(3, 3))
+    torch.testing.assert_close(same.body_rotation, rotations[0])  # the mean of one pose is that pose
+    batch = astronaut_landmarks.expand(5, -1, -1)
+    head_frame = extend_vertices(batch, posed_rig, rotations, translations)
+    camera = head_frame @ rotations.transpose(1, 2) + translations[:, None]
+    still = extend_vertices(astronaut_landmarks, rig)
+    follow = torch.cat([torch.ones(478, dtype=torch.float64), rig.head_follow])
+    neck = topology.vertex_part == PARTS.index("neck")
+    assert bool((follow[neck] < 1).any()) and bool((follow[~neck] == 1).all())
+    for t in range(5):  # slow twin: vertex by vertex
+        for v in neck.nonzero().flatten()[::7].tolist():
+            head = rotations[t] @ still[v] + translations[t]
+            body = r0 @ still[v] + t0
+            torch.testing.assert_close(camera[t, v], follow[v] * head + (1 - follow[v]) * body)
+    torch.testing.assert_close(head_frame[:, ~neck], still[~neck].expand(5, -1, -1))
+    # without a translation the rotation-only behaviour is kept; the body pose survives a save/load
+    torch.testing.assert_close(extend_vertices(batch, posed_rig, rotations), extend_vertices(batch, rig, rotations))
+    loaded = ExtendedMeshRig.from_tensors(posed_rig.to_tensors(), posed_rig.metadata())
+    torch.testing.assert_close(loaded.body_rotation, r0)
+    assert "body_rotation" not in rig.to_tensors() and ExtendedMeshRig.from_tensors(rig.to_tensors(), rig.metadata()).body_rotation is None
+    with pytest.raises(ValueError, match="head_translation must have shape"):
+        extend_vertices(batch, posed_rig, rotations, translations[:2])
