@@ -150,11 +150,12 @@ def _blend(px, py, trans, acc_r, acc_g, acc_b, acc_z, count, u, v, ca, cb, cc, o
     """Composite one Gaussian over a contiguous run of pixels (slices starting at 0: a loop from 0 over
     them vectorises; LLVM gives up when it starts at a variable offset into whole-tile arrays).
     Returns the number of pixels that stopped."""
-    stopped = 0
+    stopped = _F0
+    qa, qb, qc = -_HALF * ca, -cb, -_HALF * cc  # power = -(a dx^2 + 2 b dx dy + c dy^2) / 2
     for p in range(px.shape[0]):
         dx = px[p] - u
         dy = py[p] - v
-        power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+        power = dx * (qa * dx + qb * dy) + qc * dy * dy
         alpha = min(ALPHA_MAX, op * _exp_neg(max(power, _POWER_FLOOR)))
         t_old = trans[p]
         t_new = t_old * (_F1 - alpha)
@@ -168,8 +169,8 @@ def _blend(px, py, trans, acc_r, acc_g, acc_b, acc_z, count, u, v, ca, cb, cc, o
         acc_z[p] += w * cz
         trans[p] = t_new if take else (-t_old if stop else t_old)
         count[p] = k_next if take else count[p]
-        stopped += 1 if stop else 0
-    return stopped
+        stopped += _F1 if stop else _F0
+    return int(stopped)
 
 
 @nb.njit(cache=True, fastmath=True, parallel=PRANGE_ONLY, error_model="numpy")
@@ -255,10 +256,11 @@ def _blend_backward(px, py, trans, t_final, last, g_r, g_g, g_b, g_a, g_z, behin
     top of the pixels' behind_* sums. Returns the sums of d/du, d/dv, d/d(conic a, b, c) without the
     -1/2 / -1 factors, d/dopacity, d/d(r, g, b, depth)."""
     s_u = s_v = s_a = s_b = s_c = s_op = s_r = s_g = s_bl = s_z = _F0
+    qa, qb, qc = -_HALF * ca, -cb, -_HALF * cc  # the forward pass's exact formula: same alpha decisions
     for p in range(px.shape[0]):
         dx = px[p] - u
         dy = py[p] - v
-        power = -_HALF * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+        power = dx * (qa * dx + qb * dy) + qc * dy * dy
         gauss = _exp_neg(max(power, _POWER_FLOOR))
         raw = op * gauss
         alpha = min(ALPHA_MAX, raw)
