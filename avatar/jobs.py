@@ -104,18 +104,11 @@ class JobRunner:
 
     # --- training ---------------------------------------------------------------------------------------
     def submit_train(self, source: Path, name: str, preset: str = "fast") -> str:
-        from avatar.library import require_new_name
+        from avatar.library import check_upload, require_new_name
         from avatar.train import PRESETS
 
         name = require_new_name(name, self.home)
-        source = Path(source)
-        if not source.is_file():
-            raise FileNotFoundError(f"no such file: {source}")
-        if source.stat().st_size == 0:
-            raise ValueError(f"{source.name} is empty")
-        if source.stat().st_size > MAX_UPLOAD_BYTES:
-            raise ValueError(f"{source.name} is {source.stat().st_size / 1e6:.0f} MB; uploads are limited to "
-                             f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+        source = check_upload(source, MAX_UPLOAD_BYTES)
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         if any(j["params"].get("name") == name for j in self.catalog.unfinished_jobs() if j["kind"] == "train"):

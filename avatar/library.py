@@ -60,6 +60,19 @@ def validate_name(name: str) -> str:
     return stripped
 
 
+def check_upload(path: str | Path, max_bytes: int) -> Path:
+    """An uploaded file that exists, is not empty and is at most `max_bytes` -> its Path (else a clear error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path.name} is empty")
+    if size > max_bytes:
+        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; uploads are limited to {max_bytes / 1e6:.0f} MB")
+    return path
+
+
 def avatar_path(name: str, home: Path | None = None) -> Path:
     """Folder of avatar `name` (validated; it need not exist)."""
     folder = avatars_dir(home) / validate_name(name)

@@ -40,14 +40,9 @@ class GenerateRequest:
     def validate(self) -> None:
         """Cheap checks before any work (ValueError / FileNotFoundError with a sentence)."""
         if self.audio:
-            path = Path(self.audio)
-            if not path.is_file():
-                raise FileNotFoundError(f"audio file not found: {path}")
-            if path.stat().st_size == 0:
-                raise ValueError(f"{path.name} is empty")
-            if path.stat().st_size > MAX_AUDIO_BYTES:
-                raise ValueError(f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; uploads are limited to "
-                                 f"{MAX_AUDIO_BYTES / 1e6:.0f} MB")
+            from avatar.library import check_upload
+
+            check_upload(self.audio, MAX_AUDIO_BYTES)
         else:
             if not self.text or not self.text.strip():
                 raise ValueError("the script is empty; type what the avatar should say (or upload audio)")
