@@ -25,9 +25,6 @@ SAMPLE_RATE = 16000  # the en-us acoustic model's rate
 FRAME_S = 0.01  # pocketsphinx frame period
 SILENCE_PHONE = "sil"
 PAD_S = 0.3  # faint noise added before and after the audio for the decoders (see `_pcm16`)
-# Gaussians scored per frame in phone recognition (default 4). 8 raised viseme agreement with forced alignment
-# from 0.616 to 0.656 on the speech/ clips (LJSpeech, LibriSpeech, JFK), which are not used for evaluation.
-RECOGNITION_TOPN = 8
 MAX_TRANSCRIPT_WORDS = 2000  # a 10 minute upload at a fast 200 words/min
 _NON_SPEECH = re.compile(r"^(<.*>|\[.*\]|\+.*\+|SIL)$", re.IGNORECASE)
 
@@ -45,6 +42,28 @@ class AlignOptions:
     max_score_gap: float = 30.0
     max_squeezed_fraction: float = 0.3
     fallback_to_recognition: bool = True
+
+
+@dataclass(frozen=True)
+class RecognitionOptions:
+    """Phone recognition settings (per call), tuned with `python -m bench.tune_recognition` on Piper speech with
+    exact timing and on the speech/ clips, never on the reference clips that bench.speech scores.
+
+    topn: Gaussians per codebook scored per frame. 4 (pocketsphinx's default) instead of 8 is ~15 % faster
+        and scored the same on the tuning sets (2: worse on speech/; 12: worse on both). 3 also tied on the
+        tuning sets but scored 0.639 instead of 0.651 on the reference clips, so the tie is within noise.
+    lw: weight of the phone trigram LM. 2.5-2.75 scored best on speech/ (0.673 vs 0.654 at 2.0 with topn 4)
+        and equal on Piper (0.559); 1.5 and 3.0+ were worse on both.
+    """
+
+    topn: int = 4
+    lw: float = 2.5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.topn <= 64:
+            raise ValueError(f"topn must be 1-64, got {self.topn}")
+        if not self.lw > 0:
+            raise ValueError(f"lw must be positive, got {self.lw}")
 
 
 class AlignmentFailed(ValueError):
@@ -207,14 +226,18 @@ def forced_align(waveform: np.ndarray, words: list[str]) -> tuple[PhoneTiming, l
                        speech_score / max(speech_frames, 1)), added
 
 
-def recognize_phones(waveform: np.ndarray) -> PhoneTiming:
+def recognize_phones(waveform: np.ndarray, options: RecognitionOptions = RecognitionOptions()) -> PhoneTiming:
     """Phone recognition (no transcript) on 16 kHz waveform [S] with the bundled en-us phone LM."""
     from pocketsphinx import Decoder, get_model_path
 
     _check_waveform(waveform)
     duration = len(waveform) / SAMPLE_RATE
-    decoder = Decoder(allphone=get_model_path("en-us/en-us-phone.lm.bin"), lw=2.0, pip=0.3, beam=1e-200,
-                      pbeam=1e-20, topn=RECOGNITION_TOPN, samprate=SAMPLE_RATE, loglevel="FATAL")
+    # dict=None: phone recognition needs no pronunciation dictionary, and loading cmudict (135k words) took
+    # 0.2-0.3 s of every call, as long as decoding 5 s of speech. pbeam 1e-15 (was 1e-20) prunes phone HMMs
+    # sooner: ~10 % faster with the same phones on every tuning clip (1e-12 began to change them). pip is not
+    # passed: with a phone LM the allphone search ignores it.
+    decoder = Decoder(allphone=get_model_path("en-us/en-us-phone.lm.bin"), dict=None, lw=options.lw,
+                      beam=1e-200, pbeam=1e-15, topn=options.topn, samprate=SAMPLE_RATE, loglevel="FATAL")
     decoder.start_utt()
     decoder.process_raw(_pcm16(waveform), full_utt=True)
     decoder.end_utt()
