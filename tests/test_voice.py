@@ -147,3 +147,28 @@ def test_voice_is_learned_saved_and_used(tmp_path, monkeypatch, capsys, shared_d
     with pytest.raises(FileNotFoundError, match="F5-TTS weights not found"):
         run("voice", "speak", "--voice", "lj", "--backend", "f5tts", "--model-dir", str(tmp_path / "none"), "--text", "Hi.",
             "--out", str(tmp_path / "f5.wav"))
+
+
+def test_bench_independent_check_identifies_speakers_by_mfcc_statistics():
+    """bench.voice's second, encoder-free check: halves of the same synthetic 'speaker' (pitch + timbre) are
+    nearest to each other, and a third voice is no closer to either."""
+    from bench.voice import independent_scores, mfcc_statistics
+
+    rng = np.random.default_rng(0)
+
+    def speaker(f0_hz: float, tilt: float, seconds: float) -> np.ndarray:
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        phase = 2 * np.pi * np.cumsum(f0_hz * (1 + 0.05 * np.sin(2 * np.pi * 2.5 * t))) / SAMPLE_RATE
+        wave = sum(np.sin(k * phase) * k ** -tilt for k in range(1, 40) if k * f0_hz < SAMPLE_RATE / 2)
+        wave = wave * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t) ** 2) + 0.01 * rng.normal(size=t.size)
+        return (0.3 * wave / np.max(np.abs(wave))).astype(np.float32)
+
+    low, high, other = speaker(110.0, 1.6, 2.0), speaker(220.0, 0.6, 2.0), speaker(160.0, 1.1, 1.0)
+    assert mfcc_statistics(low).shape == (2 * (19),)
+    halves = [low[SAMPLE_RATE:], high[SAMPLE_RATE:]]
+    scores = independent_scores([low[:SAMPLE_RATE], high[:SAMPLE_RATE]], other, halves)
+    assert scores["mfcc_id_cloned"] == 1.0
+    assert scores["mfcc_ratio_cloned"] < 0.5 < scores["mfcc_ratio_plain"]
+    assert scores["f0_error_st_cloned"] < 0.5 < scores["f0_error_st_plain"]
+    with pytest.raises(ValueError, match="held-out"):
+        independent_scores([low], other, halves)

@@ -107,49 +107,10 @@ def test_params_and_arrays_validate_and_round_trip():
         params(method="magic")
     with pytest.raises(ValueError, match="rate"):
         params(rate=3.0)
-    with pytest.raises(ValueError, match="dynamics"):
-        params(dynamics=0.2)
-    p = params(warp=1.1, rate=1.05, dynamics=0.8)
+    p = params(warp=1.1, rate=1.05)
     assert vc.ConversionParams.from_dict(p.to_dict()) == p
     arrays = identity_arrays()
     back = vc.ConversionArrays.from_tensors(arrays.to_tensors())
     np.testing.assert_array_equal(back.envelope_gain, arrays.envelope_gain)
     with pytest.raises(ValueError, match="envelope_gain"):
         vc.ConversionArrays(np.zeros(10, np.float32), arrays.cepstrum_mean, arrays.cepstrum_std)
-
-
-def test_scale_dynamics_matches_a_frame_by_frame_loop():
-    rng = np.random.default_rng(3)
-    envelope = np.exp(rng.normal(size=(60, vc.N_BINS)))
-    envelope[:10] *= 1e-6  # quiet frames (a pause): left out of the centre
-    log_env = np.log(envelope)
-    out = vc.scale_dynamics(log_env, envelope, 0.7)
-    level = 10 * np.log10(envelope.sum(axis=1))
-    speech = [t for t in range(60) if level[t] > level.max() - 35.0]
-    center = sum(log_env[t] for t in speech) / len(speech)
-    for t in (0, 5, 20, 59):
-        np.testing.assert_allclose(out[t], center + 0.7 * (log_env[t] - center), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(vc.scale_dynamics(log_env, envelope, 1.0), log_env, atol=1e-12)
-    with pytest.raises(ValueError, match="agree"):
-        vc.scale_dynamics(log_env[:5], envelope, 0.7)
-
-
-def test_dynamics_below_one_flattens_the_converted_envelope():
-    wave = np.concatenate([harmonic_wave(120.0, 0.8), harmonic_wave(180.0, 0.8)])
-    features = vc.analyze(wave)
-    flat = vc.convert_features(features, params(dynamics=0.6), identity_arrays())
-    full = vc.convert_features(features, params(), identity_arrays())
-    spread = lambda f: np.log(f.envelope + 1e-12).std(axis=0).mean()  # noqa: E731
-    assert spread(flat) < 0.7 * spread(full)
-
-
-@pytest.mark.parametrize("method", vc.F0_METHODS)
-def test_every_f0_tracker_finds_the_pitch(method):
-    f0 = vc.analyze(harmonic_wave(150.0, 1.0), method).f0
-    assert abs(np.median(f0[f0 > 0]) - 150.0) < 5.0
-    assert (f0 > 0).mean() > 0.8
-
-
-def test_unknown_f0_tracker_is_refused():
-    with pytest.raises(ValueError, match="f0_method"):
-        vc.analyze(harmonic_wave(150.0, 0.5), "yin")
