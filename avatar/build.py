@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avatar.evaluate import evaluate_frames, head_box, save_curves, save_side_by_side
-from avatar.model import Avatar, CameraSpec
+from avatar.model import Avatar, posed_vertices
+from avatar.rig import Intrinsics
 from avatar.train import TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames, train
 
 ProgressCallback = Callable[[str, float, dict], None]
@@ -39,7 +40,7 @@ class PreparedClip:
     data: TrainingData
     rig: object  # avatar.mesh.ExtendedMeshRig
     topology: object  # avatar.mesh.ExtendedMeshTopology
-    camera: CameraSpec
+    camera: Intrinsics
     plate: Tensor  # [H, W, 3] uint8 at the training resolution
     # True when no held-out frame shaped the neutral, the expression basis or the plate (preprocessed with
     # that holdout), or when nothing is held out
@@ -100,11 +101,9 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
     # the body (shoulders, collar) rests at the training frames' mean head pose while the head moves
     rig = with_body_pose(build_rig(neutral), rotations[train_indices], translations[train_indices])
     topology = build_topology(rig.resolution)
-    vertices = camera_vertices(neutral, torch.from_numpy(clip.basis).float(), rig, rotations, translations,
-                               torch.from_numpy(clip.coeffs).float())
-    source = CameraSpec(clip.camera.fx, clip.camera.fy, clip.camera.cx, clip.camera.cy, clip.camera.width,
-                        clip.camera.height)
-    camera = source.scaled(resolution, resolution)
+    vertices = posed_vertices(neutral, torch.from_numpy(clip.basis).float(), rig, rotations, translations,
+                              torch.from_numpy(clip.coeffs).float())
+    camera = clip.camera.scaled(resolution, resolution)
     data = TrainingData(
         frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),
         vertices=vertices, faces=topology.faces,
@@ -115,23 +114,6 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
     )
     plate = _resize_bytes(clip.background[None], resolution)[0]
     return PreparedClip(data, rig, topology, camera, plate, honest)
-
-
-def camera_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, translations: Tensor,
-                    coeffs: Tensor) -> Tensor:
-    """Camera-space extended-mesh vertices [T, V, 3] of T tracked frames: (neutral [478, 3] + coeffs [T, K] ·
-    basis [K, 478, 3]) -> `extend_vertices` with the head poses (rotations [T, 3, 3], translations [T, 3]), so
-    a rig with a body pose keeps the shoulders still -> R v + t. (`avatar.model.posed_vertices` without the
-    pose in `extend_vertices` gives the same for a rig without a body pose.)"""
-    from avatar.mesh import extend_vertices
-
-    frames = rotations.shape[0]
-    if rotations.shape != (frames, 3, 3) or translations.shape != (frames, 3) or coeffs.shape != (frames, basis.shape[0]):
-        raise ValueError(f"poses and coefficients must be [T, 3, 3], [T, 3], [T, {basis.shape[0]}]; got "
-                         f"{tuple(rotations.shape)}, {tuple(translations.shape)}, {tuple(coeffs.shape)}")
-    landmarks = neutral[None] + torch.einsum("tk,kvc->tvc", coeffs, basis)
-    head = extend_vertices(landmarks, rig, rotations, translations)
-    return head @ rotations.transpose(1, 2) + translations[:, None, :]
 
 
 def _rig_excludes(clip, holdout_indices: list[int]) -> bool:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from avatar.library import atomic_folder
+from avatar.rig import Intrinsics
 
 FORMAT_VERSION = 1
 NUM_LANDMARKS = 478
@@ -35,46 +36,11 @@ GAUSSIAN_KEYS = ("parent", "local_means", "local_quats", "local_log_scales", "op
 
 
 @dataclass
-class CameraSpec:
-    """Pinhole intrinsics of the avatar's crop (pixels); the camera sits at the origin looking down +z."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    def to_camera(self):
-        from render.camera import Camera
-
-        return Camera(self.fx, self.fy, self.cx, self.cy, self.width, self.height, torch.eye(4))
-
-    def scaled(self, width: int, height: int) -> "CameraSpec":
-        """The same view at another resolution (intrinsics scale with the image)."""
-        sx, sy = width / self.width, height / self.height
-        return CameraSpec(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
-
-    @staticmethod
-    def from_dict(data: dict) -> "CameraSpec":
-        try:
-            spec = CameraSpec(*(float(data[k]) for k in ("fx", "fy", "cx", "cy")), int(data["width"]), int(data["height"]))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"avatar.json camera is malformed: {error}") from None
-        values = (spec.fx, spec.fy, spec.cx, spec.cy)
-        if not all(math.isfinite(v) for v in values) or spec.fx <= 0 or spec.fy <= 0:
-            raise ValueError(f"avatar.json camera has invalid intrinsics {values}")
-        if not (8 <= spec.width <= 4096 and 8 <= spec.height <= 4096):
-            raise ValueError(f"avatar.json camera size {spec.width}x{spec.height} is out of range")
-        return spec
-
-
-@dataclass
 class Avatar:
     """Everything needed to render the person: Gaussians (face-local), rig, camera, tracks, background."""
 
     name: str
-    camera: CameraSpec
+    camera: Intrinsics  # of the avatar's crop; the camera sits at the origin looking down +z
     gaussians: dict[str, Tensor]  # GAUSSIAN_KEYS, see module docstring
     neutral: Tensor  # [478, 3] head-frame neutral landmarks
     expression_basis: Tensor  # [K, 478, 3]
@@ -208,7 +174,7 @@ class Avatar:
             raise ValueError(f"avatar {folder.name}: background.safetensors lacks 'plate'")
         return Avatar(
             name=name,
-            camera=CameraSpec.from_dict(meta.get("camera") or {}),
+            camera=Intrinsics.from_dict(meta.get("camera") or {}),
             gaussians=dict(tensors["gaussians"]),
             neutral=tensors["rig"]["neutral"],
             expression_basis=tensors["rig"]["expression_basis"],
@@ -241,7 +207,9 @@ def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, trans
         raise ValueError(f"poses and coefficients must be [T, 3, 3], [T, 3], [T, {basis.shape[0]}]; got "
                          f"{tuple(rotations.shape)}, {tuple(translations.shape)}, {tuple(coeffs.shape)}")
     landmarks = neutral[None] + torch.einsum("tk,kvc->tvc", coeffs.float(), basis.float())
-    head = extend_vertices(landmarks, rig)  # [T, V, 3]
+    # With the poses the neck blends towards the rig's still body pose (training builds its vertices
+    # here too): the shoulders stay put while the head nods.
+    head = extend_vertices(landmarks, rig, rotations.float(), translations.float())  # [T, V, 3]
     return head @ rotations.float().transpose(1, 2) + translations.float()[:, None, :]
 
 
@@ -294,7 +262,7 @@ def validate_avatar(avatar: Avatar) -> None:
     bg = avatar.background
     _require(bg.dtype == torch.uint8 and bg.ndim == 3 and bg.shape[2] == 3,
              f"avatar background must be uint8 [H, W, 3], got {bg.dtype} {tuple(bg.shape)}")
-    _require(isinstance(avatar.camera, CameraSpec), "avatar camera must be a CameraSpec")
+    _require(isinstance(avatar.camera, Intrinsics), "avatar camera must be an avatar.rig.Intrinsics")
 
 
 def _validate_mesh(avatar: Avatar) -> None:

@@ -130,7 +130,7 @@ class TrackedClip:
         if missing:
             raise ValueError(f"{folder}: clip.safetensors lacks {sorted(missing)}")
         arrays["valid"] = arrays["valid"].astype(bool)
-        return TrackedClip(camera=Intrinsics(**header["camera"]), fps=float(header["fps"]),
+        return TrackedClip(camera=Intrinsics.from_dict(header["camera"]), fps=float(header["fps"]),
                            audio_sample_rate=int(header["audio_sample_rate"]), meta=header["meta"],
                            **{name: arrays[name] for name in _ARRAY_FIELDS})
 

@@ -28,6 +28,7 @@ Conventions (shared with `render/camera.py`):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -80,6 +81,34 @@ class Intrinsics:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def scaled(self, width: int, height: int) -> "Intrinsics":
+        """The same view at another resolution (intrinsics scale with the image)."""
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
+
+    def to_camera(self):
+        """The renderer's `render.camera.Camera` for this view, camera at the origin looking down +z."""
+        import torch
+
+        from render.camera import Camera
+
+        return Camera(self.fx, self.fy, self.cx, self.cy, self.width, self.height, torch.eye(4))
+
+    @staticmethod
+    def from_dict(data: dict) -> "Intrinsics":
+        """Intrinsics read from JSON (an avatar's or a clip's), validated: ValueError with a sentence if not."""
+        try:
+            spec = Intrinsics(*(float(data[k]) for k in ("fx", "fy", "cx", "cy")), int(data["width"]),
+                              int(data["height"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"camera intrinsics are malformed: {error}") from None
+        values = (spec.fx, spec.fy, spec.cx, spec.cy)
+        if not all(math.isfinite(v) for v in values) or spec.fx <= 0 or spec.fy <= 0:
+            raise ValueError(f"camera has invalid intrinsics {values}")
+        if not (8 <= spec.width <= 4096 and 8 <= spec.height <= 4096):
+            raise ValueError(f"camera size {spec.width}x{spec.height} is out of range")
+        return spec
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import math
 
 import torch
 
-from avatar.model import Avatar, CameraSpec
+from avatar.model import Avatar
+from avatar.rig import Intrinsics
 
 
 def tiny_avatar(name: str = "tiny", size: int = 64, k: int = 4, t: int = 50, gaussians_per_face: int = 1) -> Avatar:
@@ -37,7 +38,7 @@ def tiny_avatar(name: str = "tiny", size: int = 64, k: int = 4, t: int = 50, gau
     rotations = torch.stack([_rodrigues(a) @ rotation for a in angles])
     translations = torch.tensor([0.0, 0.0, 0.5]) + torch.randn(t, 3, generator=g) * 0.002
     return Avatar(
-        name=name, camera=CameraSpec(size * 2.0, size * 2.0, size / 2, size / 2, size, size),
+        name=name, camera=Intrinsics(size * 2.0, size * 2.0, size / 2, size / 2, size, size),
         gaussians={"parent": parent, "local_means": torch.zeros(n, 3), "local_quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
                    "local_log_scales": torch.full((n, 3), math.log(0.6)), "opacity_logits": torch.full((n,), 3.0),
                    "colors": colors},

@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from avatar.model import FORMAT_VERSION, Avatar, CameraSpec
+from avatar.model import FORMAT_VERSION, Avatar
+from avatar.rig import Intrinsics
 
 
 _NEUTRAL = []
@@ -32,7 +33,7 @@ def make_avatar(n: int = 50, k: int = 4, t: int = 6) -> Avatar:
     faces = topology.faces.shape[0]
     return Avatar(
         name="synthetic",
-        camera=CameraSpec(60.0, 60.0, 16.0, 16.0, 32, 32),
+        camera=Intrinsics(60.0, 60.0, 16.0, 16.0, 32, 32),
         gaussians={
             "parent": torch.randint(faces, (n,), generator=g),
             "local_means": torch.randn(n, 3, generator=g),
