@@ -116,7 +116,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from avatar import video
     from avatar.build import build_avatar_from_clip
     from avatar.evaluate import render_frames, write_video
-    from avatar.preprocess import preprocess_video
+    from avatar.preprocess import Holdout, preprocess_video
     from avatar.train import preset
 
     if not (args.holdout_seconds > 0):
@@ -130,7 +130,9 @@ def run_eval(args: argparse.Namespace) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     try:
-        clip = preprocess_video(args.video, progress=lambda stage, fraction: bar(stage, fraction), show_bar=False)
+        # the rig (neutral, expression basis, plate) is fitted without the held-out tail
+        clip = preprocess_video(args.video, progress=lambda stage, fraction: bar(stage, fraction), show_bar=False,
+                                holdout=Holdout(args.holdout_seconds, 0))
         config = preset(args.preset)
         avatar, prepared = build_avatar_from_clip(clip, "eval", config, out / "avatar", out / "checkpoint", bar,
                                                   holdout_seconds=args.holdout_seconds, holdout_every=0)

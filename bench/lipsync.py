@@ -41,12 +41,12 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     from animation.viseme_shapes import generic_viseme_shapes, learn_shapes_from_clip
     from avatar.build import build_avatar_from_clip, prepare_clip
     from avatar.model import Avatar
-    from avatar.preprocess import preprocess_video
+    from avatar.preprocess import Holdout, preprocess_video
     from avatar.train import preset
 
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    clip = preprocess_video(path, show_bar=False)
+    clip = preprocess_video(path, show_bar=False, holdout=Holdout(HOLDOUT_S, 0))  # rig never sees the tail
     config = preset(preset_name)
     if reuse and (out / "avatar" / "avatar.json").is_file():
         avatar = Avatar.load(out / "avatar")
