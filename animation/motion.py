@@ -22,9 +22,8 @@ import torch
 from torch import Tensor
 
 from animation import idle
-from animation.visemes import SILENCE, VISEMES
 from animation.mouth_model import MouthModel, blend_with_phones
-from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
+from animation.visemes import BILABIAL_CLASS, SILENCE, VISEME_INDEX, VISEMES
 from animation.viseme_shapes import GENERIC, GENERIC_INDEX, VisemeShapes, extended_basis, generic_viseme_shapes
 
 FORMAT_VERSION = 1
@@ -214,6 +213,27 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     return Motion(fps, rotations, translations, coeffs, generic, blinks, openness, speech.duration_s, meta)
 
 
+def digital_silence(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: int,
+                    context_frames: int = 2, floor_rms: float = 1e-4) -> np.ndarray:
+    """Per video frame, the share of frames within +-context_frames whose audio is digitally silent -> [T] in [0, 1].
+
+    waveform: [S] mono from frame 0. floor_rms 1e-4 (-80 dBFS) is below the noise floor of real recordings but
+    above the exact zeros (and dither) of synthetic pauses; frames past the audio's end count as silent.
+    """
+    wave = np.asarray(waveform, np.float64)
+    if wave.ndim != 1 or not fps > 0 or int(n_frames) < 1:
+        raise ValueError(f"need a mono waveform [S], fps > 0 and n_frames >= 1; got {wave.shape}, {fps}, {n_frames}")
+    n = int(n_frames)
+    edges = np.round(np.arange(n + 1) / fps * sample_rate).astype(np.int64)
+    silent = np.ones(n)
+    for frame in range(n):
+        chunk = wave[edges[frame]:edges[frame + 1]]
+        if chunk.size:
+            silent[frame] = float(np.sqrt(np.mean(chunk * chunk)) < floor_rms)
+    kernel = np.ones(2 * context_frames + 1) / (2 * context_frames + 1)
+    return np.convolve(np.pad(silent, context_frames, mode="edge"), kernel, mode="valid")
+
+
 def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coeffs: np.ndarray,
                       phone_generic: np.ndarray, n: int, delay_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The audio model's coefficients mixed with the phone-based mouth -> (coeffs [T, K], generic [T, G]).
@@ -227,6 +247,9 @@ def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coef
     shift = 0 if delay_frames is None else int(delay_frames) - mouth.facts.speech_delay_frames
     index = np.clip(np.arange(n) + shift, 0, n - 1)
     closure = weights[index, VISEME_INDEX[BILABIAL_CLASS]]  # [T]
+    # Pauses of synthetic speech are digital silence, far below any recording's noise floor the model was fitted
+    # on, so it extrapolates there (it opened the mouth in Piper's pauses): hand such frames to the phones too.
+    closure = np.maximum(closure, digital_silence(speech.waveform, speech.sample_rate, mouth.facts.fps, n))
     coeffs = blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share)
     phone_share = 1.0 - (1.0 - closure[:, None]) * mouth.facts.audio_share  # [T, 1] as in blend_with_phones
     generic = phone_generic.copy()

@@ -53,6 +53,9 @@ class MouthFitOptions:
     try_visemes: also try adding the viseme weights as features; folds: cross-validation blocks;
     max_delay_s / min_delay_s: range searched for the audio delay; natural_delay_s: the lips' lead over the
     sound used for new speech (40 ms: the German clip measures one 25 fps frame, the literature says tens of ms).
+    min_training_s: less training video than this gives no model (the phone-based mouth drives alone): fitted on
+    the 8 s AOC clip (200 frames, ridge strength at the grid's low edge) the model read the Piper voice erratically
+    (shut on "sh", wide open on "th"), while 16 s training parts read it well.
     """
 
     num_bands: int = 8
@@ -66,6 +69,7 @@ class MouthFitOptions:
     max_delay_s: float = 0.4
     natural_delay_s: float = 0.04
     clamp_margin: float = 0.1
+    min_training_s: float = 12.0
 
     def __post_init__(self) -> None:
         if self.folds < 2 or not self.lambdas or min(self.lambdas) <= 0 or not self.offsets:
@@ -279,8 +283,9 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     if valid.shape != (t,):
         raise ValueError(f"valid must be [{t}], got {valid.shape}")
     reach = max(abs(o) for o in options.offsets + options.viseme_offsets)
-    if valid.sum() < options.folds * (4 * reach + 8):
-        raise ValueError(f"{int(valid.sum())} valid frames are too few to learn the mouth from audio")
+    if valid.sum() < max(options.folds * (4 * reach + 8), options.min_training_s * fps):
+        raise ValueError(f"{int(valid.sum())} valid frames are too few to learn the mouth from audio (need "
+                         f"{options.min_training_s:g} s)")
     opening = opening_curve(coeffs, neutral, basis)
     audio = frame_features(waveform, sample_rate, fps, t, options.num_bands)
     delay = estimate_delay(audio[:, -1], opening, valid, int(np.floor(options.min_delay_s * fps)),

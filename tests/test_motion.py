@@ -159,3 +159,20 @@ def test_smoothing_and_ping_pong():
     assert np.abs(np.diff(smooth, 2, axis=0)).max() < 0.2 * np.abs(np.diff(signal, 2, axis=0)).max()
     track = np.arange(5.0)[:, None]
     np.testing.assert_array_equal(idle.ping_pong(track, 10, 0)[:, 0], [0, 1, 2, 3, 4, 3, 2, 1, 0, 1])
+
+
+def test_digital_silence_marks_synthetic_pauses_not_a_noise_floor() -> None:
+    from animation.motion import digital_silence
+
+    sr, fps = 16000, 25.0
+    rng = np.random.default_rng(0)
+    speech = 0.1 * rng.standard_normal(sr)  # 1 s of loud audio
+    noise_floor = 1e-3 * rng.standard_normal(sr)  # a recording's pause (-60 dBFS)
+    wave = np.concatenate([speech, np.zeros(sr), noise_floor]).astype(np.float32)
+    share = digital_silence(wave, sr, fps, 75)
+    assert share.shape == (75,)
+    np.testing.assert_allclose(share[:23], 0.0)
+    np.testing.assert_allclose(share[27:48], 1.0)
+    np.testing.assert_allclose(share[52:], 0.0)
+    assert 0.0 < share[25] < 1.0  # the edges blend over +-2 frames
+    assert digital_silence(wave[:sr], sr, fps, 30)[-1] > 0.5  # frames past the audio's end are silent

@@ -129,6 +129,9 @@ def test_fit_refuses_too_little_data_and_bad_shapes() -> None:
     waveform, coeffs = _synthetic_clip(seed=5, seconds=2.0)
     with pytest.raises(ValueError, match="too few"):
         fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
+    waveform, coeffs = _synthetic_clip(seed=5, seconds=10.0)  # enough for the folds, under min_training_s
+    with pytest.raises(ValueError, match="need 12 s"):
+        fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
     waveform, coeffs = _synthetic_clip(seed=5)
     with pytest.raises(ValueError, match="basis size"):
         fit_mouth_model(coeffs[:, :1], neutral, basis, waveform, SR, FPS)
@@ -144,8 +147,8 @@ def test_fit_refuses_too_little_data_and_bad_shapes() -> None:
 
 
 def test_a_model_from_a_real_video_reads_a_piper_sentence(shared_data, tmp_path) -> None:
-    """Fitted on a woman's 8 s video, driven by the male Piper voice: the mouth opens on vowels more than in
-    pauses and on p/b/m (where the phone timing closes it)."""
+    """Fitted on Obama's 20 s video, driven by the Piper voice (another speaker, synthetic pauses): the mouth opens
+    on vowels more than in pauses and on p/b/m (where the phone timing closes it)."""
     from animation.motion import MotionOptions, motion_from_speech
     from animation.mouth_model import load_mouth_model
     from animation.viseme_shapes import learn_shapes_from_clip
@@ -154,7 +157,7 @@ def test_a_model_from_a_real_video_reads_a_piper_sentence(shared_data, tmp_path)
     from avatar.preprocess import preprocess_video
     from tests.talking_fixtures import tiny_avatar
 
-    clip = preprocess_video(shared_data / "video" / "aoc_wda_8s.mp4", show_bar=False)
+    clip = preprocess_video(shared_data / "video" / "obama_weekly_address_20s.mp4", show_bar=False)
     shapes = learn_shapes_from_clip(clip, tmp_path)
     mouth = load_mouth_model(tmp_path, clip.coeffs.shape[1], clip.fps)
     assert shapes is not None and mouth is not None
