@@ -103,7 +103,7 @@ def test_say_command(tmp_path):
     assert info.num_frames == motion.num_frames == round(motion.audio_seconds * motion.fps)
     for args, message in [(["--text", "  "], "script is empty"), (["--avatar", "nobody", "--text", "Hi"], "unknown avatar"),
                           (["--voice", "nobody", "--text", "Hi"], "unknown voice"),
-                          (["--audio", str(tmp_path / "missing.wav")], "not found")]:
+                          (["--audio", str(tmp_path / "missing.wav")], "no such file")]:
         bad = _say("--avatar", "tiny", *args, "--out", str(tmp_path / "bad.mp4"), home=home) if "--avatar" not in args \
             else _say(*args, "--out", str(tmp_path / "bad.mp4"), home=home)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr[-500:])
