@@ -350,13 +350,9 @@ def fit_rig_excluding(landmarks: np.ndarray, valid: np.ndarray, held: np.ndarray
         raise ValueError("no validly tracked frame is left to fit the rig once the held-out frames are removed")
     fitted = rig_module.fit_rig(_fill_from_frames(landmarks, keep), valid & keep, width, height, fps, config, progress)
     neutral, basis = fitted.neutral, fitted.basis
-    lifted = rig_module.lift_to_camera(landmarks.astype(np.float64), neutral, fitted.intrinsics)
-    rvecs, tvecs = rig_module.fit_poses(neutral, lifted)
-    rvecs = tracking.zero_phase_smooth(rvecs, fps, config.pose_cutoff_hz)
-    tvecs = tracking.zero_phase_smooth(tvecs, fps, config.pose_cutoff_hz)
-    rotation = rig_module.rotvec_to_matrix(rvecs)
-    head = np.einsum("tji,tvj->tvi", rotation, lifted - tvecs[:, None, :])
-    residuals = tracking.zero_phase_smooth(head - neutral[None], fps, config.expression_cutoff_hz)
+    rotation, tvecs, head = rig_module.pose_in_head_frame(landmarks.astype(np.float64), neutral, fitted.intrinsics,
+                                                          fps, config)
+    residuals = rig_module.expression_residuals(head, neutral, fps, config)
     coeffs = residuals.reshape(len(residuals), -1) @ basis.reshape(len(basis), -1).T
     pick = held[:, None]
     return HeadRig(fitted.intrinsics, neutral,

@@ -301,6 +301,28 @@ def expression_basis(residuals: np.ndarray, valid: np.ndarray, num_components: i
     return basis.reshape(count, NUM_LANDMARKS, 3), flat @ basis.T, explained
 
 
+def pose_in_head_frame(clouds: np.ndarray, neutral: np.ndarray, intrinsics: Intrinsics, fps: float,
+                       config: RigConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head poses of tracked landmarks clouds [T, 478, 3] (pixels) against `neutral` [478, 3], smoothed over time
+    (more than one frame) -> rotation [T, 3, 3], translation [T, 3] and the landmarks in the head frame
+    [T, 478, 3] (lifted on their pixel rays, so they reproject exactly)."""
+    lifted = lift_to_camera(clouds, neutral, intrinsics)
+    rvecs, tvecs = fit_poses(neutral, lifted)
+    if len(clouds) > 1:
+        rvecs = zero_phase_smooth(rvecs, fps, config.pose_cutoff_hz)
+        tvecs = zero_phase_smooth(tvecs, fps, config.pose_cutoff_hz)
+    rotation = rotvec_to_matrix(rvecs)
+    return rotation, tvecs, np.einsum("tji,tvj->tvi", rotation, lifted - tvecs[:, None, :])
+
+
+def expression_residuals(head: np.ndarray, neutral: np.ndarray, fps: float, config: RigConfig) -> np.ndarray:
+    """Head-frame landmarks [T, 478, 3] minus the neutral [478, 3], smoothed over time (more than one frame)."""
+    residuals = head - neutral[None]
+    if len(head) > 1:
+        residuals = zero_phase_smooth(residuals, fps, config.expression_cutoff_hz)
+    return residuals
+
+
 def fit_rig(
     landmarks: np.ndarray, valid: np.ndarray, width: int, height: int, fps: float,
     config: RigConfig = RigConfig(), progress: Callable[[float], None] | None = None,
@@ -318,22 +340,14 @@ def fit_rig(
     neutral = fit_neutral(clouds, valid, config.neutral_iterations)
     rounds = 3  # alternate: lift with the neutral's scale, pose, re-estimate the neutral in the head frame
     for round_index in range(rounds):
-        lifted = lift_to_camera(clouds, neutral, intrinsics)
-        rvecs, tvecs = fit_poses(neutral, lifted)
-        if len(clouds) > 1:
-            rvecs = zero_phase_smooth(rvecs, fps, config.pose_cutoff_hz)
-            tvecs = zero_phase_smooth(tvecs, fps, config.pose_cutoff_hz)
-        rotation = rotvec_to_matrix(rvecs)
-        head = np.einsum("tji,tvj->tvi", rotation, lifted - tvecs[:, None, :])  # on the pixel rays: exact
+        rotation, tvecs, head = pose_in_head_frame(clouds, neutral, intrinsics, fps, config)
         if round_index < rounds - 1:
             neutral = canonicalise(np.median(head[mouth_closed_frames(head, valid)], axis=0))
         if progress:
             progress((round_index + 1) / (rounds + 1))
     if len(clouds) == 1:  # a photo has no expression basis: its own landmarks are the neutral
         neutral = head[0]
-    residuals = head - neutral[None]
-    if len(clouds) > 1:
-        residuals = zero_phase_smooth(residuals, fps, config.expression_cutoff_hz)
+    residuals = expression_residuals(head, neutral, fps, config)
     basis, coeffs, explained = expression_basis(residuals, valid, config.num_components)
     if progress:
         progress(1.0)
