@@ -220,16 +220,12 @@ def digital_silence(waveform: np.ndarray, sample_rate: int, fps: float, n_frames
     waveform: [S] mono from frame 0. floor_rms 1e-4 (-80 dBFS) is below the noise floor of real recordings but
     above the exact zeros (and dither) of synthetic pauses; frames past the audio's end count as silent.
     """
-    wave = np.asarray(waveform, np.float64)
-    if wave.ndim != 1 or not fps > 0 or int(n_frames) < 1:
-        raise ValueError(f"need a mono waveform [S], fps > 0 and n_frames >= 1; got {wave.shape}, {fps}, {n_frames}")
-    n = int(n_frames)
-    edges = np.round(np.arange(n + 1) / fps * sample_rate).astype(np.int64)
-    silent = np.ones(n)
-    for frame in range(n):
-        chunk = wave[edges[frame]:edges[frame + 1]]
-        if chunk.size:
-            silent[frame] = float(np.sqrt(np.mean(chunk * chunk)) < floor_rms)
+    from animation.loudness import frame_rms
+
+    if int(n_frames) < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    # one frame period per window: exactly the frame's own samples (zeros past the audio's end)
+    silent = (frame_rms(waveform, sample_rate, fps, int(n_frames), window_frames=1.0) < floor_rms).astype(np.float64)
     kernel = np.ones(2 * context_frames + 1) / (2 * context_frames + 1)
     return np.convolve(np.pad(silent, context_frames, mode="edge"), kernel, mode="valid")
 

@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from animation.audio_features import frame_features, with_context
+from animation.lipsync_metrics import EYE_LEFT, EYE_RIGHT, LOWER_INNER, UPPER_INNER
 from animation.visemes import VISEMES
 
 FORMAT_VERSION = 1
 FACTS_FILE = "mouth_model.json"
 ARRAYS_FILE = "mouth_model.safetensors"
 ARRAY_KEYS = ("feature_mean", "feature_scale", "weights", "intercept", "coeff_min", "coeff_max")
-UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT = 13, 14, 33, 263
 
 
 @dataclass(frozen=True)

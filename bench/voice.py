@@ -45,18 +45,15 @@ def mfcc_statistics(waveform: np.ndarray, sample_rate: int = 16000) -> np.ndarra
     of waveform [S]: 25 ms Hann frames every 10 ms, 40 mel bands up to sample_rate / 2."""
     from scipy.fft import dct
 
+    from animation.audio_features import mel_filterbank
+
     if waveform.ndim != 1 or len(waveform) < sample_rate // 10:
         raise ValueError(f"need a mono waveform [S] of at least 0.1 s, got shape {waveform.shape}")
     size, hop, n_fft = int(0.025 * sample_rate), int(0.010 * sample_rate), 512
     starts = np.arange(0, len(waveform) - size + 1, hop)
     frames = waveform[starts[:, None] + np.arange(size)[None, :]] * np.hanning(size)[None, :]
     power = np.abs(np.fft.rfft(frames, n_fft, axis=1)) ** 2  # [T, n_fft / 2 + 1]
-    mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)  # noqa: E731 - the two conversions read best inline
-    hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
-    edges = hz(np.linspace(0.0, mel(sample_rate / 2.0), 42))
-    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    bank = np.stack([np.clip(np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)), 0.0, None)
-                     for lo, mid, hi in zip(edges[:-2], edges[1:-1], edges[2:])])  # [40, n_fft / 2 + 1]
+    bank = mel_filterbank(sample_rate, n_fft, 40, 0.0, sample_rate / 2.0)  # [40, n_fft / 2 + 1]
     log_mel = np.log(power @ bank.T + 1e-10)  # [T, 40]
     energy = 10.0 * np.log10(power.sum(axis=1) + 1e-20)
     cepstra = dct(log_mel[energy > energy.max() - 30.0], type=2, norm="ortho", axis=1)[:, 1:N_MFCC]

@@ -242,9 +242,9 @@ def _forward_tiles(params, offsets, items, width, height, background, out_color,
                 out_color[y, x, 0] = r
                 out_color[y, x, 1] = g
                 out_color[y, x, 2] = b
-                out_alpha[y, x] = _F1 - abs(trans[p])
+                out_alpha[y, x] = _F1 - t_final
                 out_depth[y, x] = acc_z[p]
-                out_T[y, x] = abs(trans[p])
+                out_T[y, x] = t_final
                 out_count[y, x] = count[p]
 
 
