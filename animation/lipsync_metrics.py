@@ -5,8 +5,9 @@
 - `lip_landmark_distance` (LMD): each rendered frame's landmarks are aligned to the real frame's by a
   similarity transform fitted on stable points (eye corners, nose bridge, forehead), then the mean distance
   of the 40 lip landmarks is taken, in % of the real inter-ocular distance, averaged over frames.
-- `render_lipsync_tail`: the held-out tail of a training video driven by its audio alone (phones recognised
-  from that audio; head poses from tracking), for `python app.py eval` and `bench.lipsync`.
+- `lipsync_tail_motion` / `render_lipsync_tail`: the held-out tail of a training video driven by its audio
+  alone (phones recognised from that audio; head poses from tracking), for `python app.py eval` and
+  `bench.lipsync`.
 """
 from __future__ import annotations
 
@@ -94,20 +95,18 @@ def lipsync_scores(rendered_frames, real_frames) -> dict:
             "frames": int(len(real))}
 
 
-def render_lipsync_tail(avatar, tail_audio: np.ndarray, sample_rate: int, tail_poses: tuple[np.ndarray, np.ndarray],
-                        out_path: str | Path, shapes=None, text: str | None = None, background=None,
-                        keep_frames: bool = True, mouth=None):
-    """Drive `avatar` over a held-out tail by its audio alone and write `out_path` (MP4 with that audio).
+def lipsync_tail_motion(avatar, tail_audio: np.ndarray, sample_rate: int,
+                        tail_poses: tuple[np.ndarray, np.ndarray], shapes=None, text: str | None = None, mouth=None):
+    """The Motion that drives `avatar` over a held-out tail by its audio alone -> (Motion, audio [S']).
 
     tail_audio: [S] mono; tail_poses: (rotations [T, 3, 3], translations [T, 3]) tracked head poses of the
     tail, T = its frame count at avatar.fps; shapes: viseme shapes learned from the training part only (None:
     generic); mouth: the audio -> expression model fitted on the training part only (None: phone visemes
-    alone), applied with the recording's own audio delay since this replays the training recording.
-    Returns (VideoResult, frames [T, H, W, 3] uint8 or None).
+    alone), applied with the recording's own audio delay since this replays the training recording. The
+    returned audio is the tail's, padded or cut to T frames.
     """
     from animation.motion import MotionOptions, motion_from_speech
     from audio.align import time_speech
-    from render.pipeline import BackgroundSpec, RenderOptions, motion_to_video, render_frames
     from render.video import fit_audio
 
     rotations, translations = (np.asarray(p) for p in tail_poses)
@@ -120,6 +119,25 @@ def render_lipsync_tail(avatar, tail_audio: np.ndarray, sample_rate: int, tail_p
                                 mouth_delay_frames=delay)
     if motion.num_frames != n:
         raise ValueError(f"the tail has {n} poses but its audio gives {motion.num_frames} frames")
+    return motion, audio
+
+
+def render_lipsync_tail(avatar, tail_audio: np.ndarray, sample_rate: int, tail_poses: tuple[np.ndarray, np.ndarray],
+                        out_path: str | Path, shapes=None, text: str | None = None, background=None,
+                        keep_frames: bool = True, mouth=None, motion=None):
+    """Drive `avatar` over a held-out tail by its audio alone and write `out_path` (MP4 with that audio).
+
+    Arguments as `lipsync_tail_motion`; motion: render this Motion instead (e.g. one from the tail's tracked
+    expressions, for the ceiling of what the render and re-tracking keep). Returns (VideoResult, frames
+    [T, H, W, 3] uint8 or None).
+    """
+    from render.pipeline import BackgroundSpec, RenderOptions, motion_to_video, render_frames
+    from render.video import fit_audio
+
+    if motion is None:
+        motion, audio = lipsync_tail_motion(avatar, tail_audio, sample_rate, tail_poses, shapes, text, mouth)
+    else:
+        audio = fit_audio(tail_audio, sample_rate, motion.num_frames, avatar.fps)
     background = background or BackgroundSpec("plate")
     result = motion_to_video(avatar, motion, audio, sample_rate, out_path, background, RenderOptions())
     frames = None

@@ -9,15 +9,20 @@ person's own video. With 15-60 s of video a small linear model is what the data 
                                         (optionally) viseme weights at t + d + o' for o' in viseme_offsets]
 
 - audio features: `animation.audio_features.frame_features` (8 mel bands + energy, per-utterance normalised);
-- d, the audio delay in frames: where the audio that goes with the mouth at frame t lies. It is measured on the
-  training video as the lag that best correlates loudness with mouth opening. It holds two things: the natural
-  lead of the lips over the sound (about 40 ms) and the recording's own audio/video offset (the shared Obama clip
-  is 240 ms out of sync). Replaying that recording's audio (`bench.lipsync`, `app.py eval`) uses the measured
-  delay; new speech (TTS, uploads) uses `speech_delay_frames`, the natural lead only;
+- d, the audio delay in frames: where the audio that goes with the mouth at frame t lies. It holds two things:
+  the natural lead of the lips over the sound (about 40 ms) and the recording's own audio/video offset (the
+  shared Obama clip is about 240 ms out of sync). The lag that best correlates loudness with mouth opening is a
+  first estimate; the delay is then chosen by cross-validation among it +-2 frames, since loudness peaks are
+  not where the model's features line up best (Obama: loudness says 5 frames, cross-validation 7, r 0.605 ->
+  0.625). Replaying that recording's audio (`bench.lipsync`, `app.py eval`) uses this delay; new speech (TTS,
+  uploads) uses `speech_delay_frames`, the natural lead only;
+- only the leading `components` coefficients are predicted (cross-validated: 4, 8 or all), the rest stay at
+  their training mean: the basis is a PCA, and its small components are the ones audio cannot predict (noise
+  on the lips; Obama cross-validated r 0.625 -> 0.640 with 4 of 24);
 - the result is mixed with the phone-based mouth (`blend_with_phones`): the two make different errors, and
   the phones time the p/b/m closures that smoothed audio features round off;
-- ridge regularisation, whether the viseme weights help as features and the audio model's share of the mix
-  are chosen by blocked cross-validation on the training frames (contiguous blocks, with a gap as wide as the
+- the delay, ridge regularisation, the component count, whether the viseme weights help as features and the
+  audio model's share of the mix are chosen by blocked cross-validation on the training frames (contiguous blocks, with a gap as wide as the
   context so no frame is seen from both sides); each validation block's features are normalised and its
   phones recognised on that block alone, as a new clip's would be. The score is the correlation of the
   mouth-opening curves (inner-lip gap over inter-ocular distance).
@@ -51,7 +56,9 @@ class MouthFitOptions:
     lambdas: ridge strengths tried (features are standardised, so these are in units of frames);
     audio_shares: weights of the audio model in its mix with the phone-based mouth, tried when phones are given;
     try_visemes: also try adding the viseme weights as features; folds: cross-validation blocks;
-    max_delay_s / min_delay_s: range searched for the audio delay; natural_delay_s: the lips' lead over the
+    max_delay_s / min_delay_s: range searched for the loudness-based delay estimate; delay_steps: frames around
+    that estimate tried by cross-validation; components: counts of leading coefficients predicted (0 = all);
+    natural_delay_s: the lips' lead over the
     sound used for new speech (40 ms: the German clip measures one 25 fps frame, the literature says tens of ms).
     min_training_s: less training video than this gives no model (the phone-based mouth drives alone): fitted on
     the 8 s AOC clip (200 frames, ridge strength at the grid's low edge) the model read the Piper voice erratically
@@ -63,10 +70,12 @@ class MouthFitOptions:
     viseme_offsets: tuple[int, ...] = (-2, 0, 2)
     lambdas: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
     audio_shares: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    components: tuple[int, ...] = (4, 8, 0)
     try_visemes: bool = True
     folds: int = 5
     min_delay_s: float = -0.12
     max_delay_s: float = 0.4
+    delay_steps: tuple[int, ...] = (-2, -1, 0, 1, 2)
     natural_delay_s: float = 0.04
     clamp_margin: float = 0.1
     min_training_s: float = 12.0
@@ -74,6 +83,8 @@ class MouthFitOptions:
     def __post_init__(self) -> None:
         if self.folds < 2 or not self.lambdas or min(self.lambdas) <= 0 or not self.offsets:
             raise ValueError("need folds >= 2, positive lambdas and at least one offset")
+        if not self.components or min(self.components) < 0 or not self.delay_steps:
+            raise ValueError("need at least one delay step and non-negative component counts (0 = all)")
         if not self.min_delay_s <= 0 <= self.max_delay_s:
             raise ValueError(f"delay range must contain 0, got [{self.min_delay_s}, {self.max_delay_s}]")
 
@@ -93,7 +104,9 @@ class MouthModelFacts:
     speech_delay_frames: int
     training_frames: int
     cv_open_r: float  # mean over folds, chosen configuration
-    cv_table: dict = field(default_factory=dict)  # "visemes=..,lambda=..,share=..": mean fold r
+    cv_table: dict = field(default_factory=dict)  # "delay=..,visemes=..,lambda=..,components=..,share=..": r
+    measured_delay_frames: int | None = None  # the loudness-opening estimate the delay search started from
+    components: int = 0  # coefficients predicted: the leading ones of the basis (0 = all); the rest stay at mean
     format_version: int = FORMAT_VERSION
 
     @property
@@ -173,9 +186,15 @@ class MouthModel:
 
 
 def design_matrix(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: int,
-                  viseme_weights: np.ndarray | None, facts: MouthModelFacts, delay_frames: int) -> np.ndarray:
-    """Raw (unstandardised) regression inputs [T, D] of one clip, features normalised over this clip."""
-    audio = frame_features(waveform, sample_rate, fps, n_frames, facts.num_bands)
+                  viseme_weights: np.ndarray | None, facts: MouthModelFacts, delay_frames: int,
+                  audio: np.ndarray | None = None) -> np.ndarray:
+    """Raw (unstandardised) regression inputs [T, D] of one clip, features normalised over this clip.
+
+    audio: this clip's `frame_features` [T, num_bands + 1] when already computed (the fit tries several delays)."""
+    if audio is None:
+        audio = frame_features(waveform, sample_rate, fps, n_frames, facts.num_bands)
+    elif audio.shape != (int(n_frames), facts.num_bands + 1):
+        raise ValueError(f"audio features must be [{int(n_frames)}, {facts.num_bands + 1}], got {audio.shape}")
     parts = [with_context(audio, [delay_frames + o for o in facts.offsets])]
     if facts.viseme_offsets:
         if viseme_weights is None:
@@ -216,6 +235,19 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray
     intercept = y.mean(0)
     weights = np.linalg.solve(xs.T @ xs + strength * np.eye(x.shape[1]), xs.T @ (y - intercept))
     return mean, scale, weights, intercept
+
+
+def keep_components(weights: np.ndarray, components: int) -> np.ndarray:
+    """Ridge weights [D, K] with the columns past the leading `components` zeroed (0 = keep all) -> [D, K].
+
+    Those coefficients then stay at their training mean (the intercept). The basis is a PCA, largest first: the
+    leading components carry the jaw and lips, which the audio predicts; the small ones mostly add noise."""
+    weights = np.array(weights, dtype=np.float64)
+    if weights.ndim != 2 or components < 0:
+        raise ValueError(f"need weights [D, K] and components >= 0, got {weights.shape} and {components}")
+    if components:
+        weights[:, components:] = 0.0
+    return weights
 
 
 def blend_with_phones(predicted: np.ndarray, phone_coeffs: np.ndarray, closure: np.ndarray,
@@ -270,9 +302,6 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     is timed with it on its own audio, as a new clip would be (None: slices of the training timing).
     """
     from animation.coarticulation import viseme_weights
-    from animation.loudness import frame_rms, loudness_gain
-    from animation.viseme_shapes import learn_viseme_shapes
-    from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
 
     options = options or MouthFitOptions()
     coeffs = np.asarray(coeffs, dtype=np.float64)
@@ -288,60 +317,99 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                          f"{options.min_training_s:g} s)")
     opening = opening_curve(coeffs, neutral, basis)
     audio = frame_features(waveform, sample_rate, fps, t, options.num_bands)
-    delay = estimate_delay(audio[:, -1], opening, valid, int(np.floor(options.min_delay_s * fps)),
-                           int(np.ceil(options.max_delay_s * fps)))
+    low, high = int(np.floor(options.min_delay_s * fps)), int(np.ceil(options.max_delay_s * fps))
+    measured = estimate_delay(audio[:, -1], opening, valid, low, high)
+    delays = sorted({int(np.clip(measured + step, low, high)) for step in options.delay_steps})
     speech_delay = int(round(options.natural_delay_s * fps))
     weights = None if phones is None else viseme_weights(phones, phone_set, fps, t)  # [T, 15]
-    samples_per_frame = sample_rate / float(fps)
-    folds = []  # per block: training rows, validation frames, its audio, viseme weights, phone-based mouth
-    for block in np.array_split(np.arange(t), options.folds):
-        keep = np.ones(t, bool)
-        keep[max(0, block[0] - reach - abs(delay)):block[-1] + reach + abs(delay) + 1] = False
-        rows = np.flatnonzero(keep & valid)
-        segment = waveform[int(round(block[0] * samples_per_frame)):int(round((block[-1] + 1) * samples_per_frame))]
-        block_weights, phone_mouth, closure = None, None, None
-        if weights is not None:
-            block_weights = (weights[block] if time_segment is None
-                             else np.asarray(time_segment(segment, sample_rate, len(block))))
-            shapes = learn_viseme_shapes(coeffs, fps, phones, phone_set, keep & valid)
-            gain = loudness_gain(frame_rms(segment, sample_rate, fps, len(block)))
-            index = np.clip(np.arange(len(block)) + delay - speech_delay, 0, len(block) - 1)
-            phone_mouth = shapes.speak(block_weights, gain)[0][index]
-            closure = block_weights[index, VISEME_INDEX[BILABIAL_CLASS]]
-        folds.append((rows, block[valid[block]], valid[block], segment, block_weights, phone_mouth, closure))
+    blocks = _validation_blocks(t, options.folds, waveform, sample_rate, fps, weights, time_segment)
+    blocks_audio = [frame_features(segment, sample_rate, fps, len(block), options.num_bands)
+                    for block, segment, _ in blocks]
     table: dict[str, float] = {}
     best = None
     shares = options.audio_shares if weights is not None else (1.0,)
-    for use_visemes in ((False, True) if options.try_visemes and weights is not None else (False,)):
-        facts = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
-                                list(options.viseme_offsets) if use_visemes else [], 0.0, 1.0, delay,
-                                speech_delay, int(valid.sum()), 0.0)
-        x = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay)
-        x_val = [design_matrix(segment, sample_rate, fps, len(mask), block_weights, facts, delay)
-                 for _, _, mask, segment, block_weights, _, _ in folds]
-        for strength in options.lambdas:
-            predictions = []
-            for (rows, _, mask, *_), x_block in zip(folds, x_val):
-                mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], strength)
-                predictions.append(((x_block - mean) / scale) @ w + b)
-            for share in shares:
-                scores = []
-                for (_, frames, mask, _, _, phone_mouth, closure), predicted in zip(folds, predictions):
-                    if phone_mouth is not None:
-                        predicted = blend_with_phones(predicted, phone_mouth, closure, share)
-                    scores.append(_pearson(opening_curve(predicted[mask], neutral, basis), opening[frames]))
-                score = float(np.mean(scores))
-                table[f"visemes={use_visemes},lambda={strength:g},share={share:g}"] = round(score, 4)
-                if best is None or score > best[0]:
-                    best = (score, strength, share, facts, x)
-    score, strength, share, facts, x = best
-    facts.ridge_lambda, facts.audio_share = float(strength), float(share)
+    for delay in delays:
+        folds = [_fold(block, segment, block_weights, coeffs, valid, fps, sample_rate, phones, phone_set,
+                       reach + abs(delay), delay - speech_delay) for block, segment, block_weights in blocks]
+        for use_visemes in ((False, True) if options.try_visemes and weights is not None else (False,)):
+            facts = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
+                                    list(options.viseme_offsets) if use_visemes else [], 0.0, 1.0, delay,
+                                    speech_delay, int(valid.sum()), 0.0, measured_delay_frames=measured)
+            x = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay, audio)
+            x_val = [design_matrix(segment, sample_rate, fps, len(block), block_weights, facts, delay, block_audio)
+                     for (block, segment, block_weights), block_audio in zip(blocks, blocks_audio)]
+            for strength in options.lambdas:
+                fits = [ridge_fit(x[fold.rows], coeffs[fold.rows], strength) for fold in folds]
+                for components in options.components:
+                    predictions = [((x_block - mean) / scale) @ keep_components(w, components) + b
+                                   for (mean, scale, w, b), x_block in zip(fits, x_val)]
+                    for share in shares:
+                        scores = []
+                        for fold, predicted in zip(folds, predictions):
+                            if fold.phone_mouth is not None:
+                                predicted = blend_with_phones(predicted, fold.phone_mouth, fold.closure, share)
+                            scores.append(_pearson(opening_curve(predicted[fold.mask], neutral, basis),
+                                                   opening[fold.frames]))
+                        score = float(np.mean(scores))
+                        table[f"delay={delay},visemes={use_visemes},lambda={strength:g},components={components},"
+                              f"share={share:g}"] = round(score, 4)
+                        if best is None or score > best[0]:
+                            best = (score, strength, components, share, facts, x)
+    score, strength, components, share, facts, x = best
+    facts.ridge_lambda, facts.audio_share, facts.components = float(strength), float(share), int(components)
     facts.cv_open_r, facts.cv_table = round(score, 4), table
     rows = np.flatnonzero(valid)
     mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], strength)
+    w = keep_components(w, components)
     low, high = coeffs[rows].min(0), coeffs[rows].max(0)
     margin = options.clamp_margin * (high - low)
     return MouthModel(facts, mean, scale, w, b, low - margin, high + margin)
+
+
+def _validation_blocks(t: int, folds: int, waveform: np.ndarray, sample_rate: int, fps: float,
+                       weights: np.ndarray | None, time_segment) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """The cross-validation blocks: (frames [n], their audio [S'], their viseme weights [n, 15] or None), each
+    block's phones timed on its own audio by `time_segment` when given (as a new clip's would be)."""
+    samples_per_frame = sample_rate / float(fps)
+    blocks = []
+    for block in np.array_split(np.arange(t), folds):
+        segment = waveform[int(round(block[0] * samples_per_frame)):int(round((block[-1] + 1) * samples_per_frame))]
+        block_weights = None
+        if weights is not None:
+            block_weights = (weights[block] if time_segment is None
+                             else np.asarray(time_segment(segment, sample_rate, len(block))))
+        blocks.append((block, segment, block_weights))
+    return blocks
+
+
+@dataclass
+class _Fold:
+    rows: np.ndarray  # training frames (valid, outside the block and its gap)
+    frames: np.ndarray  # valid frames of the block
+    mask: np.ndarray  # [n] which of the block's frames are valid
+    phone_mouth: np.ndarray | None  # [n, K] the phone-based mouth of the block (shapes learned on `rows`)
+    closure: np.ndarray | None  # [n] its bilabial weight
+
+
+def _fold(block: np.ndarray, segment: np.ndarray, block_weights: np.ndarray | None, coeffs: np.ndarray,
+          valid: np.ndarray, fps: float, sample_rate: int, phones, phone_set: str, gap: int, phone_shift: int) -> _Fold:
+    """One fold at one audio delay: training rows leave out the block and `gap` frames each side (so no
+    training frame's context reaches into it); the block's phone-based mouth is moved by `phone_shift` frames
+    (the recording's delay over the natural lead), as `animation.motion` does when replaying a recording."""
+    from animation.loudness import frame_rms, loudness_gain
+    from animation.viseme_shapes import learn_viseme_shapes
+    from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
+
+    keep = np.ones(len(coeffs), bool)
+    keep[max(0, block[0] - gap):block[-1] + gap + 1] = False
+    phone_mouth, closure = None, None
+    if block_weights is not None:
+        shapes = learn_viseme_shapes(coeffs, fps, phones, phone_set, keep & valid)
+        gain = loudness_gain(frame_rms(segment, sample_rate, fps, len(block)))
+        index = np.clip(np.arange(len(block)) + phone_shift, 0, len(block) - 1)
+        phone_mouth = shapes.speak(block_weights, gain)[0][index]
+        closure = block_weights[index, VISEME_INDEX[BILABIAL_CLASS]]
+    return _Fold(np.flatnonzero(keep & valid), block[valid[block]], valid[block], phone_mouth, closure)
 
 
 def load_mouth_model(folder: str | Path | None, num_coeffs: int, fps: float | None = None) -> MouthModel | None:

@@ -10,7 +10,11 @@ LMD ~ 4.1 %; a re-encoded copy of the truth r 0.99, LMD 0.6 %. The main columns 
 avatar's audio -> expression model (`animation.mouth_model`, fitted on the training part only, hyperparameters
 by blocked cross-validation there); "phones" columns use the phone-based viseme shapes learned from the
 training part alone, "generic" the generic viseme shapes. cv_r is the model's cross-validated opening r on the
-training part, delay its measured audio delay (frames; the Obama clip's audio trails its video).
+training part, delay its audio delay (frames, chosen by that cross-validation around loudness_delay, the
+loudness-opening estimate; the Obama clip's audio trails its video).
+Where r is lost: coef_r* = r of the driven mouth-opening curve computed from the expression coefficients (before
+rendering) against the real tracked tail; open_r_ceiling / coef_r_ceiling = the same tail rendered from its own
+*tracked* expressions (the ceiling of render + re-tracking, and of the rig's coefficients).
 Each avatar's mouth on a Piper sentence is drawn to OUT/<video>/piper_mouth.png.
 `--json` last line: {"runs": [{"video", "open_r", "lmd_pct", ...}]}.
 """
@@ -36,9 +40,11 @@ PIPER_SENTENCE = "Maybe we should meet at the park, by the big blue pool. Then, 
 
 
 def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict:
-    from animation.lipsync_metrics import lipsync_scores, render_lipsync_tail
-    from animation.mouth_model import load_mouth_model
-    from animation.viseme_shapes import generic_viseme_shapes, learn_shapes_from_clip
+    from animation.lipsync_metrics import (lipsync_scores, lipsync_tail_motion, mouth_open_curve, open_correlation,
+                                           render_lipsync_tail, track_landmarks)
+    from animation.motion import Motion
+    from animation.mouth_model import load_mouth_model, opening_curve
+    from animation.viseme_shapes import GENERIC, generic_viseme_shapes, learn_shapes_from_clip
     from avatar.build import build_avatar_from_clip, prepare_clip
     from avatar.model import Avatar
     from avatar.preprocess import Holdout, preprocess_video
@@ -57,18 +63,28 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     first = clip.num_frames - int(round(HOLDOUT_S * clip.fps))
     tail = np.arange(first, clip.num_frames)
     first_sample = int(round(first / clip.fps * clip.audio_sample_rate))
-    # Viseme shapes from the training part only: its audio and tracked expressions, never the tail.
-    # Both the viseme shapes and the audio -> mouth model, from the training part only.
+    # Both the viseme shapes and the audio -> mouth model from the training part only, never the tail.
     shapes = learn_shapes_from_clip(clip, out, holdout_from_frame=first) or generic_viseme_shapes(avatar.num_expressions)
     mouth = load_mouth_model(out, avatar.num_expressions, avatar.fps)
     real = prepared.data.frames[first:].numpy()
     poses = (clip.rotation[tail], clip.translation[tail])
     row = {"video": path.name}
+    real_open = mouth_open_curve(track_landmarks(list(real)))
+    neutral, basis = avatar.neutral.numpy(), avatar.expression_basis.numpy()
+    tail_audio = clip.audio[first_sample:]
     variants = (("", shapes, mouth), ("_phones", shapes, None),
                 ("_generic", generic_viseme_shapes(avatar.num_expressions), None))
-    for label, chosen, model in variants:
-        _, rendered = render_lipsync_tail(avatar, clip.audio[first_sample:], clip.audio_sample_rate, poses,
-                                          out / f"lipsync{label}.mp4", chosen, mouth=model)
+    motions = {label: lipsync_tail_motion(avatar, tail_audio, clip.audio_sample_rate, poses, chosen, mouth=model)[0]
+               for label, chosen, model in variants}
+    # the ceiling: the tail's own tracked expressions, rendered and re-tracked the same way
+    n = len(tail)
+    motions["_ceiling"] = Motion(avatar.fps, motions[""].rotations, motions[""].translations, clip.coeffs[tail],
+                                 np.zeros((n, len(GENERIC))), np.zeros(n), np.zeros(n), n / avatar.fps)
+    for label, motion in motions.items():
+        if label != "_generic":  # generic shapes move the generic columns, not the avatar's coefficients
+            row[f"coef_r{label}"] = round(open_correlation(opening_curve(motion.coeffs, neutral, basis), real_open), 3)
+        _, rendered = render_lipsync_tail(avatar, tail_audio, clip.audio_sample_rate, poses,
+                                          out / f"lipsync{label}.mp4", motion=motion)
         scores = lipsync_scores(list(rendered), list(real))
         row[f"open_r{label}"] = round(scores["open_r"], 3)
         row[f"lmd_pct{label}"] = round(scores["lmd_pct"], 3)
@@ -78,7 +94,9 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
         plot_piper_sentence(avatar, shapes, mouth, out / "piper_mouth.png")
     facts = mouth.facts if mouth is not None else None
     row.update({"cv_r": facts and facts.cv_open_r, "delay": facts and facts.recording_delay_frames,
-                "lambda": facts and facts.ridge_lambda, "viseme_features": facts and bool(facts.viseme_offsets)})
+                "loudness_delay": facts and facts.measured_delay_frames, "lambda": facts and facts.ridge_lambda,
+                "components": facts and facts.components, "audio_share": facts and facts.audio_share,
+                "viseme_features": facts and bool(facts.viseme_offsets)})
     row["minutes"] = round((time.monotonic() - start) / 60, 1)
     (out / "lipsync.json").write_text(json.dumps(row, indent=1))
     return row
@@ -114,8 +132,8 @@ def main() -> None:
             continue
         runs.append(evaluate_video(video, args.out / video.stem, args.preset, args.reuse))
         print(json.dumps(runs[-1]), flush=True)
-    columns = ["video", "open_r", "lmd_pct", "open_r_phones", "lmd_pct_phones", "open_r_generic", "lmd_pct_generic",
-               "cv_r", "delay", "minutes"]
+    columns = ["video", "open_r", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones", "open_r_generic",
+               "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "minutes"]
     shown = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()} for run in runs]
     table = format_table(shown, columns) + "\ntargets: open_r >= 0.6, lmd_pct <= 2.5"
     emit({"runs": runs}, table, args.json)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from animation.audio_features import frame_features, with_context
-from animation.mouth_model import (MouthModel, blend_with_phones, design_matrix, fit_mouth_model, load_mouth_model,
-                                   opening_curve, ridge_fit)
+from animation.mouth_model import (MouthFitOptions, MouthModel, blend_with_phones, design_matrix, fit_mouth_model,
+                                   keep_components, load_mouth_model, opening_curve, ridge_fit)
 
 SR = 16000
 FPS = 25.0
@@ -122,6 +122,64 @@ def test_fit_finds_the_recording_delay_and_predicts_a_new_clip(tmp_path) -> None
     assert load_mouth_model(tmp_path, num_coeffs=3) is None  # another avatar's basis
     assert load_mouth_model(tmp_path, num_coeffs=2, fps=30.0) is None
     assert load_mouth_model(tmp_path / "missing", num_coeffs=2) is None
+
+
+def test_cross_validation_corrects_a_wrong_loudness_delay(monkeypatch) -> None:
+    """The loudness-based estimate only starts the search: told the delay is 2 frames when the mouth leads the
+    audio by 4, the fit tries 0..4 and cross-validation picks 4 (a search that ignored the delay would not)."""
+    import animation.mouth_model as mouth_model
+
+    waveform, coeffs = _synthetic_clip(seed=7, delay=4)
+    neutral, basis = _basis()
+    monkeypatch.setattr(mouth_model, "estimate_delay", lambda *args: 2)
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
+    assert model.facts.measured_delay_frames == 2
+    assert model.facts.recording_delay_frames == 4, model.facts.cv_table
+    by_delay = {d: max(v for key, v in model.facts.cv_table.items() if key.startswith(f"delay={d},"))
+                for d in range(0, 5)}
+    # the +-2 frame context still reaches lag 4 from a delay of 2, so the margin there is small but must be there
+    assert by_delay[4] == max(by_delay.values()) and by_delay[4] > by_delay[2], by_delay
+    assert by_delay[4] > by_delay[0] + 0.2, by_delay
+    fixed = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(delay_steps=(0,)))
+    assert fixed.facts.recording_delay_frames == 2 and fixed.facts.cv_open_r < model.facts.cv_open_r
+
+
+def test_keep_components_zeroes_the_trailing_columns() -> None:
+    weights = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(keep_components(weights, 2), [[0, 1, 0, 0], [4, 5, 0, 0], [8, 9, 0, 0]])
+    np.testing.assert_array_equal(keep_components(weights, 0), weights)  # 0 = all
+    np.testing.assert_array_equal(keep_components(weights, 9), weights)
+    assert weights[0, 3] == 3.0  # the input is not changed
+    with pytest.raises(ValueError, match="components"):
+        keep_components(weights, -1)
+
+
+def test_a_fit_predicting_fewer_components_keeps_the_rest_at_their_mean() -> None:
+    """Coefficient 1 is noise that does not move the lips: predicting only coefficient 0 scores as well, so the
+    first (smaller) count in the grid is kept, and coefficient 1 then sits at its training mean."""
+    waveform, coeffs = _synthetic_clip(seed=8)
+    neutral, basis = _basis()
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(components=(1, 0)))
+    assert model.facts.components == 1
+    assert np.all(model.weights[:, 1] == 0) and np.any(model.weights[:, 0] != 0)
+    predicted = model.predict(waveform[: SR * 4], SR, 100, delay_frames=4)
+    np.testing.assert_allclose(predicted[:, 1], coeffs[:, 1].mean(), atol=1e-12)
+    assert np.corrcoef(predicted[4:96, 0], coeffs[4:96, 0])[0, 1] > 0.8
+
+
+def test_facts_written_before_the_delay_search_still_load(tmp_path) -> None:
+    import json
+
+    waveform, coeffs = _synthetic_clip(seed=9)
+    neutral, basis = _basis()
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(components=(0,)))
+    model.save(tmp_path)
+    facts = json.loads((tmp_path / "mouth_model.json").read_text())
+    del facts["measured_delay_frames"], facts["components"]
+    (tmp_path / "mouth_model.json").write_text(json.dumps(facts))
+    loaded = load_mouth_model(tmp_path, num_coeffs=2, fps=FPS)
+    assert loaded is not None and loaded.facts.components == 0
+    np.testing.assert_allclose(loaded.predict(waveform, SR, 50), model.predict(waveform, SR, 50), atol=1e-4)
 
 
 def test_fit_refuses_too_little_data_and_bad_shapes() -> None:
