@@ -114,3 +114,45 @@ def test_params_and_arrays_validate_and_round_trip():
     np.testing.assert_array_equal(back.envelope_gain, arrays.envelope_gain)
     with pytest.raises(ValueError, match="envelope_gain"):
         vc.ConversionArrays(np.zeros(10, np.float32), arrays.cepstrum_mean, arrays.cepstrum_std)
+
+
+def grain_profile(rate: float = 1.0) -> tuple[vc.ConversionParams, vc.ConversionArrays]:
+    """A grains-method profile whose grain bank is cut from a 200 Hz harmonic tone."""
+    from dataclasses import replace
+
+    from audio.voice_exemplar import bank_from_reference
+
+    reference = harmonic_wave(200.0, 1.0)
+    bank, grain_log_envelope = bank_from_reference(reference, vc.analyze(reference))
+    arrays = replace(identity_arrays(), grain_wave=bank.wave, grain_centres=bank.centres.astype(np.float32),
+                     grain_halves=bank.halves.astype(np.float32), grain_voiced=bank.voiced.astype(np.float32),
+                     grain_log_f0=bank.log_f0.astype(np.float32),
+                     grain_features=np.zeros((len(bank.centres), vc.N_CEPSTRA - 1), np.float32),
+                     grain_log_envelope=grain_log_envelope)
+    return params(method="grains", shaping=0.85, rate=rate), arrays
+
+
+def test_grains_method_keeps_timing_and_takes_the_target_pitch():
+    wave = harmonic_wave(120.0, 1.2)
+    speech = Speech(wave, vc.SAMPLE_RATE, "aa", words=[Segment("aa", 0.1, 1.1)])
+    p, arrays = grain_profile(rate=1.1)
+    out = vc.convert_speech(speech, p, arrays)
+    assert len(out.waveform) == round(len(wave) / 1.1)
+    assert out.words[0].end_s == pytest.approx(1.1 * out.duration_s / speech.duration_s, abs=1e-9)
+    assert median_f0(out.waveform) == pytest.approx(240.0, rel=0.06)
+
+
+def test_grain_arrays_round_trip_and_old_profiles_load_without_them():
+    p, arrays = grain_profile()
+    assert vc.ConversionParams.from_dict(p.to_dict()) == p
+    back = vc.ConversionArrays.from_tensors(arrays.to_tensors())
+    bank = back.grain_bank()
+    np.testing.assert_array_equal(bank.centres, arrays.grain_bank().centres)
+    old = {k: v for k, v in identity_arrays().to_tensors().items() if not k.startswith("grain_")}
+    assert vc.ConversionArrays.from_tensors(old).grain_centres.shape == (0,)
+    old_params = {k: v for k, v in params().to_dict().items() if k != "shaping"}
+    assert vc.ConversionParams.from_dict(old_params).shaping == 1.0
+    with pytest.raises(ValueError, match="grain arrays"):
+        vc.ConversionArrays.from_tensors({**arrays.to_tensors(), "grain_halves": np.zeros(2, np.float32)})
+    with pytest.raises(ValueError, match="shaping"):
+        params(shaping=1.5)
