@@ -36,6 +36,17 @@ half, Resemblyzer cosine against the held-back second half, plain Piper 0.45-0.5
   the required 5x. Its shipped voices reached 0.49-0.71 (mean 0.58, best voice per clip chosen on the first
   half) on the held-out half, and a KVoiceWalk-style random walk on the style vector gained +0.03 in 8 steps
   (30-60 s per step on the loaded machine): no better than WORLD within the time a `voice add` may take.
+- Waveform exemplars without a vocoder (session 3; code in commit f0d5e39, reverted): pitch-synchronous grains
+  (two periods, Hann, on pitch marks snapped to the low-passed waveform's peak; 10 ms noise grains when
+  unvoiced) cut from the reference, chosen per output pitch mark by a Viterbi over the 8 nearest in normalised
+  cepstrum + pitch distance + a jump cost, overlap-added at the converted F0's marks (TD-PSOLA), optionally
+  each grain's envelope moved towards the global conversion's ("shaping"). Judged on five separate tuning
+  speakers (mfa corpus, german news, aoc, two retalking clips: 3-4 s references, held-out = the rest; never the
+  bench halves): raw grains 0.683 vs global 0.569 but pocketsphinx WER ~0.99 (3-4 s hold too few phones);
+  full shaping 0.569 / WER +9 points (a real excitation alone adds no identity); shaping 0.7 0.596 / +12;
+  shaping only above 2-4 kHz 0.58-0.60 / WER 0.56-0.68. As a fit candidate (shaping 1 / 0.85 / 0.7, >= 3 s of
+  reference): tuning speakers 0.591 vs 0.581, WER 0.281 vs 0.243, fit time about doubled; on one bench run
+  (one held-out look) no clip chose it. Within the bench's noise, so not kept.
 So `fit_conversion` tries both methods (global with several warp factors; frames only with >= 8 s of
 reference speech) on a fixed calibration sentence and keeps the candidate whose output is most similar to
 the reference clip itself (never to held-out audio), among those that pocketsphinx still understands
@@ -49,7 +60,7 @@ scaled by exactly output_duration / input_duration, so lip timing stays exact.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -62,7 +73,7 @@ N_BINS = FFT_SIZE // 2 + 1
 N_CEPSTRA = 24  # mel cepstra c1..c23 used to match frames (c0 = level is left out)
 N_MEL_POINTS = 80
 MAX_REFERENCE_FRAMES = 2400  # exemplar frames kept in a profile (12 s of speech at 5 ms)
-METHODS = ("global", "frames", "grains")
+METHODS = ("global", "frames")
 
 
 @dataclass(frozen=True)
@@ -72,8 +83,6 @@ class ConversionParams:
     Log-F0 statistics are natural logs of Hz over voiced frames: source = the Piper voice (measured on the
     calibration sentence), target = the reference. warp > 1 moves formants up (shorter vocal tract).
     rate: speaking-rate factor applied on conversion (1 = unchanged; 1.1 = 10 % faster).
-    shaping: grains method only, 0..1: how far each reference grain's envelope is moved to the globally
-    converted one (see `audio.voice_exemplar.synthesize_grains`).
     """
 
     method: str
@@ -85,7 +94,6 @@ class ConversionParams:
     rate: float = 1.0
     sample_rate: int = SAMPLE_RATE
     frame_period_ms: float = FRAME_PERIOD_MS
-    shaping: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -94,8 +102,6 @@ class ConversionParams:
             raise ValueError(f"warp factor must be 0.7..1.4, got {self.warp}")
         if not 0.5 <= self.rate <= 2.0:
             raise ValueError(f"speaking rate factor must be 0.5..2.0, got {self.rate}")
-        if not 0.0 <= self.shaping <= 1.0:
-            raise ValueError(f"grain shaping must be 0..1, got {self.shaping}")
         if min(self.source_log_f0_std, self.target_log_f0_std) <= 0:
             raise ValueError("log-F0 standard deviations must be positive")
         if self.sample_rate != SAMPLE_RATE or self.frame_period_ms != FRAME_PERIOD_MS:
@@ -118,9 +124,6 @@ class ConversionArrays:
     cepstrum_mean/std: [C] statistics of the source voice's cepstra (speaker normalisation for matching).
     target_cepstra: [M, C], target_log_envelope: [M, B], target_aperiodicity: [M, B]: reference exemplar
     frames (frames method; M may be 0 for the global method).
-    grain_*: the reference's grain bank (grains method; G = 0 otherwise; see `audio.voice_exemplar.GrainBank`):
-    grain_wave [S], grain_centres/halves/voiced/log_f0 [G], grain_features [G, C], grain_log_envelope [G, B].
-    Profiles saved before the grains method have no grain_* tensors and load with empty ones.
     """
 
     envelope_gain: np.ndarray  # [B]
@@ -129,13 +132,6 @@ class ConversionArrays:
     target_cepstra: np.ndarray = field(default_factory=lambda: np.zeros((0, N_CEPSTRA - 1), np.float32))  # [M, C]
     target_log_envelope: np.ndarray = field(default_factory=lambda: np.zeros((0, N_BINS), np.float32))  # [M, B]
     target_aperiodicity: np.ndarray = field(default_factory=lambda: np.zeros((0, N_BINS), np.float32))  # [M, B]
-    grain_wave: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [S]
-    grain_centres: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [G]
-    grain_halves: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [G]
-    grain_voiced: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [G]
-    grain_log_f0: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [G]
-    grain_features: np.ndarray = field(default_factory=lambda: np.zeros((0, N_CEPSTRA - 1), np.float32))  # [G, C]
-    grain_log_envelope: np.ndarray = field(default_factory=lambda: np.zeros((0, N_BINS), np.float32))  # [G, B]
 
     def __post_init__(self) -> None:
         for name in ("envelope_gain",):
@@ -148,20 +144,6 @@ class ConversionArrays:
         if (self.target_cepstra.shape != (m, N_CEPSTRA - 1) or self.target_log_envelope.shape != (m, N_BINS)
                 or self.target_aperiodicity.shape != (m, N_BINS)):
             raise ValueError("target exemplar arrays must be [M, C], [M, B], [M, B] with the same M")
-        g = self.grain_centres.shape[0]
-        if (any(getattr(self, n).shape != (g,) for n in ("grain_centres", "grain_halves", "grain_voiced",
-                                                          "grain_log_f0"))
-                or self.grain_features.shape != (g, N_CEPSTRA - 1) or self.grain_log_envelope.shape != (g, N_BINS)
-                or self.grain_wave.ndim != 1):
-            raise ValueError("grain arrays must be [S], [G] x4, [G, C], [G, B] with the same G")
-
-    def grain_bank(self):
-        """The grain bank (`audio.voice_exemplar.GrainBank`) stored in these arrays."""
-        from audio.voice_exemplar import GrainBank
-
-        return GrainBank(self.grain_wave, np.rint(self.grain_centres).astype(np.int64),
-                         np.rint(self.grain_halves).astype(np.int64), self.grain_voiced > 0.5,
-                         self.grain_log_f0.astype(np.float64), self.grain_features)
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in asdict(self).items()}
@@ -258,7 +240,7 @@ def convert_features(features: WorldFeatures, params: ConversionParams, arrays: 
     """Apply a profile to WORLD features (same number of frames; see `stretch_features` for the rate)."""
     f0 = map_f0(features.f0, params)
     log_env = np.log(features.envelope + 1e-12)
-    if params.method in ("global", "grains"):  # grains: the global conversion gives the target frames
+    if params.method == "global":
         log_env = warp_log_envelope(log_env, params.warp) + arrays.envelope_gain[None, :]
         aperiodicity = features.aperiodicity
     else:
@@ -308,20 +290,6 @@ def synthesize(features: WorldFeatures) -> np.ndarray:
     return out
 
 
-def synthesize_with(params: ConversionParams, arrays: ConversionArrays, source: WorldFeatures,
-                    converted: WorldFeatures) -> np.ndarray:
-    """Waveform [converted.num_samples] of converted features (already stretched by params.rate): WORLD, or
-    for the grains method the reference's own grains selected by the source's cepstra."""
-    if params.method != "grains":
-        return synthesize(converted)
-    from audio.voice_exemplar import synthesize_grains
-
-    stretched = stretch_features(source, params.rate)
-    cepstra = (mel_cepstra(stretched.envelope) - arrays.cepstrum_mean) / arrays.cepstrum_std
-    return synthesize_grains(cepstra[:len(converted.f0)], converted, arrays.grain_bank(), arrays.grain_log_envelope,
-                             params.shaping)
-
-
 def resample_to(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Polyphase resampling of [S] from sample_rate to target_rate (float32)."""
     if sample_rate == target_rate:
@@ -349,9 +317,8 @@ def convert_speech(speech: Speech, params: ConversionParams, arrays: ConversionA
     if speech.waveform.size < speech.sample_rate // 10:
         raise ValueError("speech to convert is shorter than 0.1 s")
     wave16 = resample_to(speech.waveform, speech.sample_rate)
-    analysis = analyze(wave16)
-    features = stretch_features(convert_features(analysis, params, arrays), params.rate)
-    out = synthesize_with(params, arrays, analysis, features)
+    features = stretch_features(convert_features(analyze(wave16), params, arrays), params.rate)
+    out = synthesize(features)
     top = float(np.max(np.abs(out)))
     if top > 1e-6:
         out *= peak / top
@@ -363,8 +330,6 @@ def convert_speech(speech: Speech, params: ConversionParams, arrays: ConversionA
 
 WARP_GRID = (0.88, 0.94, 1.0, 1.06, 1.12, 1.2, 1.28)
 MIN_EXEMPLAR_SPEECH_S = 8.0  # the frames method needs this much reference speech (phone coverage)
-MIN_GRAIN_SPEECH_S = 3.0  # the grains method was tuned on 3-4 s references; shorter ones keep the others
-GRAIN_SHAPINGS = (1.0, 0.85, 0.7)  # 0.5 passed the calibration WER check once and then failed a new text
 GAIN_SMOOTHING_BINS = 3.0  # Gaussian sigma (FFT bins, 15.6 Hz each) of the average-envelope gain
 
 
@@ -434,55 +399,22 @@ def fit_conversion(reference: np.ndarray, calibration: Speech, embed, rate: floa
     if not candidates:
         raise ValueError(f"no conversion method selected; choose from {METHODS}")
     scores, errors, outputs = {}, {}, {}
-
-    def score(names: list[str]) -> None:
-        for name in names:
-            params, arrays = candidates[name]
-            calibration_params = replace(params, rate=1.0)  # the calibration speech is compared unstretched
-            outputs[name] = synthesize_with(calibration_params, arrays, source,
-                                            convert_features(source, calibration_params, arrays))
-            scores[name] = float(np.dot(embed(outputs[name]), reference_embedding))
-
-    plain_error = None
-    if word_error is not None:
+    for name, (params, arrays) in candidates.items():
+        outputs[name] = synthesize(convert_features(source, params, arrays))
+        scores[name] = float(np.dot(embed(outputs[name]), reference_embedding))
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    chosen, plain_error = ranked[0], None
+    if word_error is not None:  # most similar first; stop at the first one intelligible enough
         plain_error = float(word_error(resample_to(calibration.waveform, calibration.sample_rate)))
-    score(list(candidates))
-    chosen = _pick(list(candidates), scores, outputs, errors, word_error, plain_error)
-    if "grains" in methods and candidates[chosen][0].method == "global" and exemplar_s >= MIN_GRAIN_SPEECH_S:
-        from audio.voice_exemplar import bank_from_reference
-
-        bank, grain_log_envelope = bank_from_reference(reference, target)
-        params, arrays = candidates[chosen]
-        grain_arrays = replace(arrays, grain_wave=bank.wave, grain_centres=bank.centres.astype(np.float32),
-                               grain_halves=bank.halves.astype(np.float32),
-                               grain_voiced=bank.voiced.astype(np.float32),
-                               grain_log_f0=bank.log_f0.astype(np.float32), grain_features=bank.features,
-                               grain_log_envelope=grain_log_envelope)
-        names = [f"grains {shaping:.2f} ({chosen})" for shaping in GRAIN_SHAPINGS]
-        for name, shaping in zip(names, GRAIN_SHAPINGS):
-            candidates[name] = (replace(params, method="grains", shaping=shaping), grain_arrays)
-        score(names)
-        chosen = _pick([chosen] + names, scores, outputs, errors, word_error, plain_error)
+        for name in ranked:
+            errors[name] = float(word_error(outputs[name]))
+            if errors[name] <= plain_error + MAX_EXTRA_WORD_ERROR:
+                break
+        chosen = min(errors, key=errors.get) if errors[name] > plain_error + MAX_EXTRA_WORD_ERROR else name
     params, arrays = candidates[chosen]
     if params.method == "global":  # exemplars are only needed by the frames method
         arrays = ConversionArrays(arrays.envelope_gain, arrays.cepstrum_mean, arrays.cepstrum_std)
     return params, arrays, FitReport(scores, chosen, errors, plain_error)
-
-
-def _pick(names: list[str], scores: dict[str, float], outputs: dict[str, np.ndarray], errors: dict[str, float],
-          word_error, plain_error: float | None) -> str:
-    """The most similar of `names` whose calibration WER (measured on demand into `errors`) is at most
-    MAX_EXTRA_WORD_ERROR above the plain voice's; the lowest-WER one when none is; the most similar without
-    a word_error function."""
-    ranked = sorted(names, key=scores.get, reverse=True)
-    if word_error is None:
-        return ranked[0]
-    for name in ranked:
-        if name not in errors:
-            errors[name] = float(word_error(outputs[name]))
-        if errors[name] <= plain_error + MAX_EXTRA_WORD_ERROR:
-            return name
-    return min(ranked, key=errors.get)
 
 
 def _speech_frames(envelope: np.ndarray, range_db: float = 35.0) -> np.ndarray:
