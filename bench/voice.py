@@ -100,8 +100,8 @@ def independent_scores(converted: list[np.ndarray], plain: np.ndarray, held_out:
 def run(data: Path) -> tuple[list[dict], dict]:
     from audio.io import AudioOptions, prepare_audio
     from audio.tts import PiperEngine
-    from audio.voice import (CALIBRATION_TEXT, ReferenceChecks, build_profile, check_reference, edit_distance, embed,
-                             recognize_words, speaker_encoder, text_words)
+    from audio.voice import (ReferenceChecks, build_profile, check_reference, edit_distance, embed,
+                             recognize_words, speaker_encoder, synthesize_calibration, text_words)
     from audio.voice_convert import resample_to
 
     clips = sorted(p for p in (data / "speech").iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
@@ -109,7 +109,7 @@ def run(data: Path) -> tuple[list[dict], dict]:
         raise FileNotFoundError(f"no reference clips in {data / 'speech'}")
     engine = PiperEngine()
     encoder = speaker_encoder()
-    calibration = engine.synthesize(CALIBRATION_TEXT)
+    calibration = synthesize_calibration(engine)
     plains = [engine.synthesize(TEST_TEXT) for _ in range(RENDITIONS)]
     plains16 = [resample_to(plain.waveform, plain.sample_rate) for plain in plains]
     words = text_words(plains[0].text)
