@@ -246,7 +246,7 @@ def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coef
     # Pauses of synthetic speech are digital silence, far below any recording's noise floor the model was fitted
     # on, so it extrapolates there (it opened the mouth in Piper's pauses): hand such frames to the phones too.
     closure = np.maximum(closure, digital_silence(speech.waveform, speech.sample_rate, mouth.facts.fps, n))
-    coeffs = blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share)
+    coeffs = mouth.amplify(blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share))
     phone_share = 1.0 - (1.0 - closure[:, None]) * mouth.facts.audio_share  # [T, 1] as in blend_with_phones
     generic = phone_generic.copy()
     mouth_columns = [GENERIC_INDEX[name] for name in ("jaw_open", "lip_spread", "lip_round", "lip_press")]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from animation.audio_features import frame_features, with_context
-from animation.mouth_model import (MouthFitOptions, MouthModel, blend_with_phones, design_matrix, fit_mouth_model,
-                                   keep_components, load_mouth_model, opening_curve, ridge_fit)
+from animation.mouth_model import (MouthFitOptions, MouthModel, amplitude_gain, blend_with_phones, design_matrix,
+                                   fit_mouth_model, keep_components, load_mouth_model, opening_curve, ridge_fit)
 
 SR = 16000
 FPS = 25.0
@@ -175,11 +175,65 @@ def test_facts_written_before_the_delay_search_still_load(tmp_path) -> None:
     model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(components=(0,)))
     model.save(tmp_path)
     facts = json.loads((tmp_path / "mouth_model.json").read_text())
-    del facts["measured_delay_frames"], facts["components"]
+    del facts["measured_delay_frames"], facts["components"], facts["gain"]
     (tmp_path / "mouth_model.json").write_text(json.dumps(facts))
     loaded = load_mouth_model(tmp_path, num_coeffs=2, fps=FPS)
-    assert loaded is not None and loaded.facts.components == 0
+    assert loaded is not None and loaded.facts.components == 0 and loaded.facts.gain == 1.0
     np.testing.assert_allclose(loaded.predict(waveform, SR, 50), model.predict(waveform, SR, 50), atol=1e-4)
+
+
+def test_amplitude_gain_restores_the_real_spread() -> None:
+    """Driven curves that move half (a quarter) as much as the real ones get gain 2 (capped at max_gain); one that
+    over-shoots is left at 1. Each block's spread counts on its own, so a per-block offset changes nothing."""
+    neutral, basis = _basis()
+    rng = np.random.default_rng(11)
+    real_coeffs = [np.stack([0.5 + 0.2 * rng.standard_normal(60), np.zeros(60)], 1) for _ in range(3)]
+    real = [opening_curve(c, neutral, basis) for c in real_coeffs]
+    half = [np.stack([0.5 + 0.3 * i + 0.5 * (c[:, 0] - 0.5), c[:, 1]], 1) for i, c in enumerate(real_coeffs)]
+    assert amplitude_gain(half, real, neutral, basis, max_gain=3.0) == pytest.approx(2.0, rel=1e-6)
+    quarter = [np.stack([0.5 + 0.25 * (c[:, 0] - 0.5), c[:, 1]], 1) for c in real_coeffs]
+    assert amplitude_gain(quarter, real, neutral, basis, max_gain=3.0) == pytest.approx(3.0)
+    wide = [np.stack([0.5 + 1.5 * (c[:, 0] - 0.5), c[:, 1]], 1) for c in real_coeffs]
+    assert amplitude_gain(wide, real, neutral, basis, max_gain=3.0) == 1.0
+    still = [np.full((60, 2), 0.5) for _ in real_coeffs]
+    assert amplitude_gain(still, real, neutral, basis, max_gain=3.0) == 1.0
+
+
+def test_amplify_scales_the_motion_around_the_training_mean_within_its_range() -> None:
+    waveform, coeffs = _synthetic_clip(seed=12)
+    neutral, basis = _basis()
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
+    assert model.facts.gain >= 1.0
+    mean = model.intercept
+    inside = mean + 0.1 * (model.coeff_max - mean) * np.array([[1.0, -1.0], [-0.5, 0.5]])
+    model.facts.gain = 1.0
+    np.testing.assert_allclose(model.amplify(inside), inside)
+    model.facts.gain = 2.5
+    np.testing.assert_allclose(model.amplify(inside), mean + 2.5 * (inside - mean))
+    far = mean + 0.9 * (model.coeff_max - mean)
+    np.testing.assert_allclose(model.amplify(far[None]), model.coeff_max[None])  # clamped to the training range
+    with pytest.raises(ValueError, match="coeffs must be"):
+        model.amplify(inside[:, :1])
+
+
+def test_the_fitted_gain_brings_a_shrunk_prediction_up_to_the_real_spread() -> None:
+    """Strong ridge shrinkage (one lambda of 1e5) makes the raw prediction move far less than the mouth; the
+    gain from cross-validation restores most of the real spread on a new clip (capped at max_gain)."""
+    waveform, coeffs = _synthetic_clip(seed=13)
+    neutral, basis = _basis()
+    options = MouthFitOptions(lambdas=(1e5,), components=(0,), max_gain=50.0)
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=options)
+    new_wave, new_coeffs = _synthetic_clip(seed=14, seconds=8.0)
+    truth = opening_curve(new_coeffs, neutral, basis)
+    raw = opening_curve(model.predict(new_wave, SR, len(new_coeffs), delay_frames=4), neutral, basis)
+    amplified = opening_curve(model.amplify(model.predict(new_wave, SR, len(new_coeffs), delay_frames=4)), neutral,
+                              basis)
+    assert raw.std() < 0.3 * truth.std()
+    assert model.facts.gain > 3.0
+    assert 0.7 < amplified.std() / truth.std() < 1.4
+    off = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS,
+                          options=MouthFitOptions(lambdas=(1e5,), components=(0,), match_amplitude=False))
+    assert off.facts.gain == 1.0
 
 
 def test_fit_refuses_too_little_data_and_bad_shapes() -> None:
