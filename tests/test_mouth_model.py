@@ -182,9 +182,10 @@ def test_facts_written_before_the_delay_search_still_load(tmp_path) -> None:
     np.testing.assert_allclose(loaded.predict(waveform, SR, 50), model.predict(waveform, SR, 50), atol=1e-4)
 
 
-def test_amplitude_gain_restores_the_real_spread() -> None:
+def test_amplitude_gain_is_the_calibration_slope() -> None:
     """Driven curves that move half (a quarter) as much as the real ones get gain 2 (capped at max_gain); one that
-    over-shoots is left at 1. Each block's spread counts on its own, so a per-block offset changes nothing."""
+    over-shoots is left at 1. Each block counts on its own, so a per-block offset changes nothing; noise in the
+    driven curve lowers the slope (regression to the mean), unlike a ratio of standard deviations."""
     neutral, basis = _basis()
     rng = np.random.default_rng(11)
     real_coeffs = [np.stack([0.5 + 0.2 * rng.standard_normal(60), np.zeros(60)], 1) for _ in range(3)]
@@ -197,6 +198,14 @@ def test_amplitude_gain_restores_the_real_spread() -> None:
     assert amplitude_gain(wide, real, neutral, basis, max_gain=3.0) == 1.0
     still = [np.full((60, 2), 0.5) for _ in real_coeffs]
     assert amplitude_gain(still, real, neutral, basis, max_gain=3.0) == 1.0
+    # half the motion plus as much noise again: slope 0.5 * 0.2^2 / (0.1^2 + 0.05^2) = 1.6, spread ratio 1.79
+    long_real = [np.stack([0.5 + 0.2 * rng.standard_normal(400), np.zeros(400)], 1) for _ in range(3)]
+    noisy = [np.stack([0.5 + 0.5 * (c[:, 0] - 0.5) + 0.05 * rng.standard_normal(400), c[:, 1]], 1) for c in long_real]
+    real = [opening_curve(c, neutral, basis) for c in long_real]
+    gain = amplitude_gain(noisy, real, neutral, basis, max_gain=3.0)
+    driven = [opening_curve(c, neutral, basis) for c in noisy]
+    spread = np.mean([r.std() / d.std() for r, d in zip(real, driven)])
+    assert 1.45 < gain < 1.75 and spread > gain + 0.1, (gain, spread)
 
 
 def test_amplify_scales_the_motion_around_the_training_mean_within_its_range() -> None:
@@ -218,7 +227,8 @@ def test_amplify_scales_the_motion_around_the_training_mean_within_its_range() -
 
 def test_the_fitted_gain_brings_a_shrunk_prediction_up_to_the_real_spread() -> None:
     """Strong ridge shrinkage (one lambda of 1e5) makes the raw prediction move far less than the mouth; the
-    gain from cross-validation restores most of the real spread on a new clip (capped at max_gain)."""
+    calibration slope from cross-validation restores most of the real spread on a new clip (this signal is
+    predictable, r ~ 0.9) and lowers its squared error."""
     waveform, coeffs = _synthetic_clip(seed=13)
     neutral, basis = _basis()
     options = MouthFitOptions(lambdas=(1e5,), components=(0,), max_gain=50.0)
@@ -231,6 +241,7 @@ def test_the_fitted_gain_brings_a_shrunk_prediction_up_to_the_real_spread() -> N
     assert raw.std() < 0.3 * truth.std()
     assert model.facts.gain > 3.0
     assert 0.7 < amplified.std() / truth.std() < 1.4
+    assert np.mean((amplified - truth) ** 2) < 0.7 * np.mean((raw - truth) ** 2)
     off = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS,
                           options=MouthFitOptions(lambdas=(1e5,), components=(0,), match_amplitude=False))
     assert off.facts.gain == 1.0
