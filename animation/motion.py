@@ -245,8 +245,11 @@ def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coef
     closure = weights[index, VISEME_INDEX[BILABIAL_CLASS]]  # [T]
     # Pauses of synthetic speech are digital silence, far below any recording's noise floor the model was fitted
     # on, so it extrapolates there (it opened the mouth in Piper's pauses): hand such frames to the phones too.
-    closure = np.maximum(closure, digital_silence(speech.waveform, speech.sample_rate, mouth.facts.fps, n))
-    coeffs = mouth.amplify(blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share))
+    silence = digital_silence(speech.waveform, speech.sample_rate, mouth.facts.fps, n)  # [T]
+    closure = np.maximum(closure, silence)
+    # the amplitude gain scales speech; a synthetic pause stays at the rest shape itself
+    coeffs = mouth.amplify(blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share),
+                           strength=1.0 - silence)
     phone_share = 1.0 - (1.0 - closure[:, None]) * mouth.facts.audio_share  # [T, 1] as in blend_with_phones
     generic = phone_generic.copy()
     mouth_columns = [GENERIC_INDEX[name] for name in ("jaw_open", "lip_spread", "lip_round", "lip_press")]

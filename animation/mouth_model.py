@@ -172,13 +172,21 @@ class MouthModel:
         coeffs = ((x - self.feature_mean) / self.feature_scale) @ self.weights + self.intercept
         return np.clip(coeffs, self.coeff_min, self.coeff_max)
 
-    def amplify(self, coeffs: np.ndarray) -> np.ndarray:
+    def amplify(self, coeffs: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
         """The final mouth [T, K] (this model's prediction mixed with the phone-based mouth) with its motion around
-        the training mean scaled by `facts.gain`, clamped to the training range -> [T, K]."""
+        the training mean scaled by `facts.gain`, clamped to the training range -> [T, K].
+
+        strength: [T] in [0, 1], how much of the gain applies per frame (0 leaves a frame as it is, e.g. the
+        rest shape in a synthetic pause); None = 1 everywhere."""
         coeffs = np.asarray(coeffs, dtype=np.float64)
         if coeffs.ndim != 2 or coeffs.shape[1] != self.facts.num_coeffs:
             raise ValueError(f"coeffs must be [T, {self.facts.num_coeffs}], got {list(coeffs.shape)}")
-        return np.clip(self.intercept + self.facts.gain * (coeffs - self.intercept), self.coeff_min, self.coeff_max)
+        scale = np.full(len(coeffs), self.facts.gain) if strength is None else \
+            1.0 + (self.facts.gain - 1.0) * np.clip(np.asarray(strength, np.float64), 0.0, 1.0)
+        if scale.shape != (len(coeffs),):
+            raise ValueError(f"strength must be [{len(coeffs)}], got {list(np.shape(strength))}")
+        amplified = self.intercept + scale[:, None] * (coeffs - self.intercept)
+        return np.clip(amplified, self.coeff_min, self.coeff_max)
 
     def save(self, folder: str | Path) -> Path:
         from safetensors.numpy import save_file

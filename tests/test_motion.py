@@ -176,3 +176,23 @@ def test_digital_silence_marks_synthetic_pauses_not_a_noise_floor() -> None:
     np.testing.assert_allclose(share[52:], 0.0)
     assert 0.0 < share[25] < 1.0  # the edges blend over +-2 frames
     assert digital_silence(wave[:sr], sr, fps, 30)[-1] > 0.5  # frames past the audio's end are silent
+
+
+def test_mouth_model_gain_scales_speech_but_leaves_synthetic_pauses_at_rest(avatar):
+    """A mouth model with amplitude gain 2.5 (its own prediction constant at its training mean c0): in the
+    digitally silent pause the mouth is the phone-based rest shape exactly (generic shapes: 0), while in a vowel
+    the mix's deviation from c0 is enlarged past anything the unscaled mix (at most |c0| away) could reach."""
+    from animation.mouth_model import MouthModel, MouthModelFacts
+
+    k = avatar.num_expressions
+    c0 = np.linspace(0.5, 1.0, k)
+    facts = MouthModelFacts(fps=25.0, num_coeffs=k, num_bands=8, offsets=[0], viseme_offsets=[], ridge_lambda=1.0,
+                            audio_share=0.5, recording_delay_frames=1, speech_delay_frames=1, training_frames=400,
+                            cv_open_r=0.5, gain=2.5)
+    model = MouthModel(facts, np.zeros(9), np.ones(9), np.zeros((9, k)), c0, np.full(k, -10.0), np.full(k, 10.0))
+    motion = motion_from_speech(_speech(PHONES, 2.61), avatar, MotionOptions(fps=25, blinks_per_minute=0),
+                                mouth=model)
+    assert motion.meta["mouth"] == "audio model"
+    np.testing.assert_allclose(motion.coeffs[int(1.2 * 25):int(1.6 * 25)], 0.0, atol=1e-12)
+    vowel = motion.coeffs[int(0.56 * 25)]
+    assert np.all(np.abs(vowel - c0) > 1.2 * np.abs(c0)), (vowel, c0)

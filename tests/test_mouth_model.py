@@ -221,6 +221,10 @@ def test_amplify_scales_the_motion_around_the_training_mean_within_its_range() -
     np.testing.assert_allclose(model.amplify(inside), mean + 2.5 * (inside - mean))
     far = mean + 0.9 * (model.coeff_max - mean)
     np.testing.assert_allclose(model.amplify(far[None]), model.coeff_max[None])  # clamped to the training range
+    partly = model.amplify(inside, strength=np.array([0.0, 0.5]))  # frame 0 untouched, frame 1 at gain 1.75
+    np.testing.assert_allclose(partly, [inside[0], mean + 1.75 * (inside[1] - mean)])
+    with pytest.raises(ValueError, match="strength"):
+        model.amplify(inside, strength=np.ones(3))
     with pytest.raises(ValueError, match="coeffs must be"):
         model.amplify(inside[:, :1])
 
@@ -303,3 +307,18 @@ def test_a_model_from_a_real_video_reads_a_piper_sentence(shared_data, tmp_path)
 
     png = plot_mouth_opening(speech, clip.fps, {"audio model": opening}, tmp_path / "opening.png", "test")
     assert png.stat().st_size > 10_000
+
+
+def test_windows_bench_parses_fit_options_by_field_type() -> None:
+    """bench.lipsync_windows --option NAME=VALUE: tuples from comma lists, bools, numbers; unknown names refused."""
+    from bench.lipsync_windows import parse_options
+
+    options = parse_options(["num_bands=16", "lambdas=1,10", "match_amplitude=false", "max_gain=2.5",
+                             "components=0"])
+    assert options.num_bands == 16 and options.lambdas == (1.0, 10.0) and options.components == (0,)
+    assert options.match_amplitude is False and options.max_gain == 2.5
+    assert parse_options([]) == MouthFitOptions()
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        parse_options(["no_such_option=1"])
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        parse_options(["num_bands"])
