@@ -81,6 +81,9 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
     valid_all = np.asarray(clip.valid[:first], bool)
     avatar = None
     if render_dir is not None:
+        if not (render_dir / path.stem / "avatar" / "avatar.json").is_file():
+            raise SystemExit(f"error: no avatar in {render_dir / path.stem / 'avatar'}; run "
+                             f"`python -m bench.lipsync --out {render_dir}` first")
         avatar = Avatar.load(render_dir / path.stem / "avatar")
     prepared = prepare_clip(clip, preset("fast" if avatar is None else avatar.config.get("preset", "fast")),
                             holdout_seconds=HOLDOUT_S, holdout_every=0)
