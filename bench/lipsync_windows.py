@@ -71,6 +71,9 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
     from avatar.preprocess import Holdout, preprocess_video
     from avatar.train import preset
 
+    if render_dir is not None and not (render_dir / path.stem / "avatar" / "avatar.json").is_file():
+        raise SystemExit(f"error: no avatar in {render_dir / path.stem / 'avatar'}; run "
+                         f"`python -m bench.lipsync --out {render_dir}` first")
     clip = preprocess_video(path, show_bar=False, holdout=Holdout(HOLDOUT_S, 0))
     first = clip.num_frames - int(round(HOLDOUT_S * clip.fps))  # the tail starts here and is never read
     samples_per_frame = clip.audio_sample_rate / clip.fps
@@ -81,9 +84,6 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
     valid_all = np.asarray(clip.valid[:first], bool)
     avatar = None
     if render_dir is not None:
-        if not (render_dir / path.stem / "avatar" / "avatar.json").is_file():
-            raise SystemExit(f"error: no avatar in {render_dir / path.stem / 'avatar'}; run "
-                             f"`python -m bench.lipsync --out {render_dir}` first")
         avatar = Avatar.load(render_dir / path.stem / "avatar")
     prepared = prepare_clip(clip, preset("fast" if avatar is None else avatar.config.get("preset", "fast")),
                             holdout_seconds=HOLDOUT_S, holdout_every=0)
