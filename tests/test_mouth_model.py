@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from animation.audio_features import frame_features, with_context
-from animation.mouth_model import (MouthFitOptions, MouthModel, amplitude_gain, blend_with_phones, design_matrix,
-                                   fit_mouth_model, keep_components, load_mouth_model, opening_curve, ridge_fit)
+from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, amplitude_gain, blend_with_phones,
+                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model, merge_members,
+                                   opening_curve, ridge_fit)
 
 SR = 16000
 FPS = 25.0
@@ -159,7 +160,8 @@ def test_a_fit_predicting_fewer_components_keeps_the_rest_at_their_mean() -> Non
     first (smaller) count in the grid is kept, and coefficient 1 then sits at its training mean."""
     waveform, coeffs = _synthetic_clip(seed=8)
     neutral, basis = _basis()
-    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(components=(1, 0)))
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS,
+                            options=MouthFitOptions(components=(1, 0), ensemble=1))
     assert model.facts.components == 1
     assert np.all(model.weights[:, 1] == 0) and np.any(model.weights[:, 0] != 0)
     predicted = model.predict(waveform[: SR * 4], SR, 100, delay_frames=4)
@@ -322,3 +324,56 @@ def test_windows_bench_parses_fit_options_by_field_type() -> None:
         parse_options(["no_such_option=1"])
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         parse_options(["num_bands"])
+
+
+def test_merged_members_predict_their_share_weighted_mix() -> None:
+    """merge_members vs the slow way: three linear models with different delays, offsets, viseme features and
+    shares; the merged model's prediction (at the reference delay and at the speech delay) equals the
+    share-weighted average of the members' predictions, and its mix with a phone mouth equals the average of
+    the members' own mixes."""
+    rng = np.random.default_rng(21)
+    waveform = rng.standard_normal(SR * 3).astype(np.float32) * np.repeat(rng.random(30), SR // 10)
+    n, k = 75, 3
+    visemes = rng.random((n, 15))
+    audio = frame_features(waveform, SR, FPS, n, 8)
+    specs = [(4, (-2, 0, 2), (), 0.5), (6, (-1, 0, 1), (-2, 0), 0.75), (3, (0,), (0,), 0.25)]
+    members, models = [], []
+    for delay, offsets, viseme_offsets, share in specs:
+        facts = MouthModelFacts(FPS, k, 8, list(offsets), list(viseme_offsets), 10.0, share, delay, 1, 100, 0.5)
+        x = design_matrix(waveform, SR, FPS, n, visemes, facts, delay, audio)
+        mean, scale, w, b = ridge_fit(x, rng.standard_normal((n, k)), 10.0)
+        members.append((facts, mean, scale, w, b))
+        models.append(MouthModel(facts, mean, scale, w, b, np.full(k, -1e9), np.full(k, 1e9)))
+    facts, mean, scale, w, b = merge_members(members, reference_delay=4)
+    merged = MouthModel(facts, mean, scale, w, b, np.full(k, -1e9), np.full(k, 1e9))
+    assert facts.recording_delay_frames == 4 and facts.members == 3 and facts.audio_share == pytest.approx(0.5)
+    assert facts.offsets == [-2, -1, 0, 1, 2, 3] and facts.viseme_offsets == [-1, 0, 2]
+    shares = np.array([spec[3] for spec in specs])
+    for replay in (True, False):  # the recording's own delay, and new speech (members keep their relative lags)
+        expected = sum(a * m.predict(waveform, SR, n, visemes, m.facts.recording_delay_frames - 4 + 4 if replay
+                                     else m.facts.recording_delay_frames - 4 + 1) for a, m in zip(shares, models))
+        got = merged.predict(waveform, SR, n, visemes, 4 if replay else None)
+        np.testing.assert_allclose(got, expected / shares.sum(), atol=1e-9)
+    phone = rng.standard_normal((n, k))
+    closure = rng.random(n)
+    predictions = [m.predict(waveform, SR, n, visemes, m.facts.recording_delay_frames) for m in models]
+    average_mix = np.mean([blend_with_phones(p, phone, closure, a) for p, a in zip(predictions, shares)], axis=0)
+    np.testing.assert_allclose(blend_with_phones(merged.predict(waveform, SR, n, visemes, 4), phone, closure,
+                                                 facts.audio_share), average_mix, atol=1e-9)
+
+
+def test_an_ensemble_of_one_is_the_best_configuration() -> None:
+    waveform, coeffs = _synthetic_clip(seed=22)
+    neutral, basis = _basis()
+    single = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(ensemble=1))
+    best_key = max(single.facts.cv_table, key=single.facts.cv_table.get)
+    assert single.facts.members == 1 and single.facts.cv_open_r == single.facts.cv_table[best_key]
+    assert single.facts.offsets == [-2, -1, 0, 1, 2]
+    many = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(ensemble=10))
+    assert many.facts.members == 10 and len(many.facts.offsets) >= 5
+    new_wave, new_coeffs = _synthetic_clip(seed=23, seconds=6.0)
+    truth = opening_curve(new_coeffs, neutral, basis)
+    driven = opening_curve(many.predict(new_wave, SR, len(new_coeffs), delay_frames=4), neutral, basis)
+    assert np.corrcoef(driven, truth)[0, 1] > 0.8
+    with pytest.raises(ValueError, match="ensemble"):
+        MouthFitOptions(ensemble=0)
