@@ -22,7 +22,8 @@ person's own video. With 15-60 s of video a small linear model is what the data 
 - the result is mixed with the phone-based mouth (`blend_with_phones`): the two make different errors, and
   the phones time the p/b/m closures that smoothed audio features round off;
 - the mix's motion around the training mean is then scaled by its least-squares calibration slope
-  (`amplitude_gain`: the real opening regressed on the cross-validated mix's, 1.0-1.6x on the shared clips):
+  (`animation.mouth_ensemble.amplitude_gain`: the real opening regressed on the cross-validated mix's,
+  1.0-1.6x on the shared clips):
   ridge regression and the averaged viseme shapes both shrink towards the mean, and a mouth that barely parts
   renders as closed lips, which a face tracker (and a viewer) reads as no motion. Correlation is blind to
   that scale, so it was chosen after rendering, on 4-s windows of the two shared clips' training parts (model
@@ -31,18 +32,18 @@ person's own video. With 15-60 s of video a small linear model is what the data 
   the real opening's standard deviation instead; LMD 2.36 / 1.69 %, 2.35 / 1.70 %, 2.44 / 1.82 %. The
   standard-deviation match moves more but enlarges every wrong opening too: on the Obama bench tail it took LMD
   from 2.37 to 2.78 % (target 2.5), the slope to 2.44 %, so the slope (the scale that minimises the squared
-  opening error) is used;
-- the best `ensemble` (20) configurations of that search are averaged, each refitted on all training frames:
-  its score surface is flat (the best 20 lie within ~0.01), so the single best is partly chance. All members
-  are linear in shifted copies of the same features, so their share-weighted average is itself one linear
-  model over the union of their offsets (`merge_members`) and is saved and applied like a single one. On
-  the training windows of `bench.lipsync_windows` (coefficient level) it gave 0.597 -> 0.612 (Obama) and
-  0.564 -> 0.571 (German), 7 of 8 windows up;
+  opening error) is used (the search below picks the rest);
 - the delay, ridge regularisation, the component count, whether the viseme weights help as features and the
   audio model's share of the mix are chosen by blocked cross-validation on the training frames (contiguous blocks, with a gap as wide as the
   context so no frame is seen from both sides); each validation block's features are normalised and its
   phones recognised on that block alone, as a new clip's would be. The score is the correlation of the
-  mouth-opening curves (inner-lip gap over inter-ocular distance).
+  mouth-opening curves (inner-lip gap over inter-ocular distance);
+- the best `ensemble` (20) configurations of that search are averaged, each refitted on all training frames:
+  its score surface is flat (the best 20 lie within ~0.01), so the single best is partly chance. All members
+  are linear in shifted copies of the same features, so their share-weighted average is itself one linear
+  model over the union of their offsets (`animation.mouth_ensemble.merge_members`) and is saved and applied
+  like a single one. On the training windows of `bench.lipsync_windows --render` it moved rendered opening r
+  0.593 -> 0.594 (Obama) and 0.522 -> 0.538 (German), LMD 2.45 -> 2.42 % and 1.73 -> 1.70 %.
 
 Targets are the expression coefficients in the avatar's basis (whatever the basis was fitted on); predictions
 are clamped to the range seen in training, so an unusual voice cannot push the face past what was seen.
@@ -81,8 +82,8 @@ class MouthFitOptions:
     the 8 s AOC clip (200 frames, ridge strength at the grid's low edge) the model read the Piper voice erratically
     (shut on "sh", wide open on "th"), while 16 s training parts read it well.
     match_amplitude / max_gain: scale the final mouth's motion by its calibration slope against the real opening in
-    cross-validation (`amplitude_gain`, at most max_gain). ensemble: how many of the best cross-validated
-    configurations are averaged (`merge_members`; 1 = the best alone).
+    cross-validation (`mouth_ensemble.amplitude_gain`, at most max_gain). ensemble: how many of the best
+    cross-validated configurations are averaged (`mouth_ensemble.merge_members`; 1 = the best alone).
     """
 
     num_bands: int = 8
@@ -133,7 +134,7 @@ class MouthModelFacts:
     measured_delay_frames: int | None = None  # the loudness-opening estimate the delay search started from
     components: int = 0  # coefficients predicted: the leading ones of the basis (0 = all); the rest stay at mean
     gain: float = 1.0  # the final mouth's motion around the training mean is scaled by this (`amplify`)
-    members: int = 1  # configurations averaged into this one linear model (`merge_members`)
+    members: int = 1  # configurations averaged into this one linear model (`mouth_ensemble.merge_members`)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -311,23 +312,6 @@ def blend_with_phones(predicted: np.ndarray, phone_coeffs: np.ndarray, closure: 
     return audio_weight * predicted + (1.0 - audio_weight) * phone_coeffs
 
 
-def amplitude_gain(predicted: list[np.ndarray], opening: list[np.ndarray], neutral: np.ndarray, basis: np.ndarray,
-                   max_gain: float) -> float:
-    """How much to scale the driven mouth's motion -> gain in [1, max_gain]: the least-squares slope of the real
-    opening on the driven one, cov(real, driven) / var(driven), within each validation block (features are
-    normalised per clip), averaged over blocks. predicted: per block, the cross-validated coefficients [n, K] (the
-    mix with the phone-based mouth, as `motion` renders it); opening: the block's real opening curves [n]. Never
-    below 1: a model that already over-shoots is left alone."""
-    slopes = []
-    for coeffs, real in zip(predicted, opening):
-        driven = opening_curve(coeffs, neutral, basis)
-        if len(real) >= 3 and driven.std() > 1e-9:
-            slopes.append(np.cov(real, driven)[0, 1] / driven.var(ddof=1))
-    if not slopes:
-        return 1.0
-    return float(np.clip(np.mean(slopes), 1.0, max_gain))
-
-
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or a.std() < 1e-12 or b.std() < 1e-12:
         return 0.0
@@ -362,6 +346,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     is timed with it on its own audio, as a new clip would be (None: slices of the training timing).
     """
     from animation.coarticulation import viseme_weights
+    from animation.mouth_ensemble import Candidate, amplitude_gain, merge_members
 
     options = options or MouthFitOptions()
     coeffs = np.asarray(coeffs, dtype=np.float64)
@@ -386,7 +371,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     blocks_audio = [frame_features(segment, sample_rate, fps, len(block), options.num_bands)
                     for block, segment, _ in blocks]
     table: dict[str, float] = {}
-    candidates: list[_Candidate] = []
+    candidates: list[Candidate] = []
     shares = options.audio_shares if weights is not None else (1.0,)
     for delay in delays:
         folds = [_fold(block, segment, block_weights, coeffs, valid, fps, sample_rate, phones, phone_set,
@@ -413,7 +398,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                         score = float(np.mean(scores))
                         table[f"delay={delay},visemes={use_visemes},lambda={strength:g},components={components},"
                               f"share={share:g}"] = round(score, 4)
-                        candidates.append(_Candidate(score, delay, use_visemes, strength, components, share, mixed))
+                        candidates.append(Candidate(score, delay, use_visemes, strength, components, share, mixed))
                     if len(candidates) > 4 * options.ensemble:  # keep memory bounded
                         candidates = sorted(candidates, key=lambda c: -c.score)[:options.ensemble]
     top = sorted(candidates, key=lambda c: -c.score)[:options.ensemble]
@@ -437,52 +422,6 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     low, high = coeffs[rows].min(0), coeffs[rows].max(0)
     margin = options.clamp_margin * (high - low)
     return MouthModel(facts, mean, scale, w, b, low - margin, high + margin)
-
-
-@dataclass
-class _Candidate:
-    """One configuration of the cross-validation search, with its validation blocks' mixed mouths [n, K]."""
-
-    score: float
-    delay: int
-    use_visemes: bool
-    strength: float
-    components: int
-    share: float
-    mixed: list
-
-
-def merge_members(members: list, reference_delay: int):
-    """Average linear mouth models into one -> (facts, mean [D], scale [D], weights [D, K], intercept [K]).
-
-    members: (facts, mean, scale, weights, intercept) per model, all fitted on the same frames and features
-    (same bands and fps), differing in delay, offsets, viseme features and mix share. Each is linear in columns
-    "feature f at frame t + delay + offset", so their share-weighted average is linear in the union of those
-    columns, written at offsets from `reference_delay` (the saved recording delay). Mixing that average with the
-    phone-based mouth at the mean share equals averaging the members' own mixes (`blend_with_phones` is linear
-    in the share). A column shared by members has the same standardisation in each (same data, same rows)."""
-    first = members[0][0]
-    bands = first.num_bands + 1
-    audio_offsets = sorted({f.recording_delay_frames - reference_delay + o for f, *_ in members for o in f.offsets})
-    viseme_offsets = sorted({f.recording_delay_frames - reference_delay + o for f, *_ in members
-                             for o in f.viseme_offsets})
-    width = len(audio_offsets) * bands + len(viseme_offsets) * len(VISEMES)
-    mean, scale = np.zeros(width), np.ones(width)
-    weights, intercept = np.zeros((width, first.num_coeffs)), np.zeros(first.num_coeffs)
-    total = sum(f.audio_share for f, *_ in members)
-    for f, member_mean, member_scale, member_weights, member_intercept in members:
-        shift = f.recording_delay_frames - reference_delay
-        columns = [audio_offsets.index(shift + o) * bands + j for o in f.offsets for j in range(bands)]
-        columns += [len(audio_offsets) * bands + viseme_offsets.index(shift + o) * len(VISEMES) + j
-                    for o in f.viseme_offsets for j in range(len(VISEMES))]
-        mean[columns], scale[columns] = member_mean, member_scale
-        weights[columns] += f.audio_share / total * member_weights
-        intercept += f.audio_share / total * member_intercept
-    facts = MouthModelFacts(first.fps, first.num_coeffs, first.num_bands, audio_offsets, viseme_offsets,
-                            first.ridge_lambda, total / len(members), reference_delay, first.speech_delay_frames,
-                            first.training_frames, first.cv_open_r, components=first.components,
-                            members=len(members))
-    return facts, mean, scale, weights, intercept
 
 
 def _validation_blocks(t: int, folds: int, waveform: np.ndarray, sample_rate: int, fps: float,

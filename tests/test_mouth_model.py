@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from animation.audio_features import frame_features, with_context
-from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, amplitude_gain, blend_with_phones,
-                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model, merge_members,
-                                   opening_curve, ridge_fit)
+from animation.mouth_ensemble import amplitude_gain, merge_members
+from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, blend_with_phones,
+                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model, opening_curve,
+                                   ridge_fit)
 
 SR = 16000
 FPS = 25.0
