@@ -17,9 +17,10 @@ training-resolution crops. The held-out tail is never read.
   render and the tracker make of a driven mouth (e.g. small motions lost as closed lips).
 - `--option NAME=VALUE` overrides a `MouthFitOptions` field (tuples as comma lists), e.g. `num_bands=40`.
 
-Measured with it (2026-12-04): 8 mel bands 0.577 mean coef_r over the 8 windows against 0.557-0.562 for
-16-64 bands, though 40 bands scored +0.09 on Obama's tail alone; ridge, delay, component and mix grids and
-random-Fourier (RBF-like) features all within 0.57-0.58.
+Measured with its prototype (2026-12-04, real opening from the tracker's own crops): 8 mel bands 0.577 mean
+coef_r over the 8 windows against 0.557-0.562 for 16-64 bands, though 40 bands scored +0.09 on Obama's tail
+alone; ridge, delay, component and mix grids and random-Fourier (RBF-like) features all within 0.555-0.583.
+The amplitude gain and the 20-member ensemble of `animation.mouth_model` were chosen on it (bench/RESULTS.md).
 `--json` last line: {"runs": [{"video", "coef_r", "open_r", "lmd_pct", "windows": [...]}], "options": {...}}.
 """
 from __future__ import annotations
