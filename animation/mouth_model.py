@@ -372,6 +372,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                     for block, segment, _ in blocks]
     table: dict[str, float] = {}
     candidates: list[Candidate] = []
+    designs: dict[tuple[int, bool], np.ndarray] = {}  # the whole clip's design matrix per (delay, viseme features)
     shares = options.audio_shares if weights is not None else (1.0,)
     for delay in delays:
         folds = [_fold(block, segment, block_weights, coeffs, valid, fps, sample_rate, phones, phone_set,
@@ -380,7 +381,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
             facts = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
                                     list(options.viseme_offsets) if use_visemes else [], 0.0, 1.0, delay,
                                     speech_delay, int(valid.sum()), 0.0, measured_delay_frames=measured)
-            x = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay, audio)
+            x = designs[delay, use_visemes] = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay, audio)
             x_val = [design_matrix(segment, sample_rate, fps, len(block), block_weights, facts, delay, block_audio)
                      for (block, segment, block_weights), block_audio in zip(blocks, blocks_audio)]
             for strength in options.lambdas:
@@ -410,8 +411,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
         member = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
                                  list(options.viseme_offsets) if c.use_visemes else [], c.strength, c.share, c.delay,
                                  speech_delay, int(valid.sum()), c.score, components=c.components)
-        x = design_matrix(waveform, sample_rate, fps, t, weights, member, c.delay, audio)
-        mean, scale, w, b = ridge_fit(x[rows], coeffs[rows], c.strength)
+        mean, scale, w, b = ridge_fit(designs[c.delay, c.use_visemes][rows], coeffs[rows], c.strength)
         members.append((member, mean, scale, keep_components(w, c.components), b))
     facts, mean, scale, w, b = merge_members(members, top[0].delay)
     facts.measured_delay_frames, facts.cv_table = measured, table

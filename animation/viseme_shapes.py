@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -271,6 +272,16 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
     return shapes
 
 
+def recognised_viseme_weights(waveform: np.ndarray, sample_rate: int, n_frames: int, fps: float) -> np.ndarray:
+    """Viseme weights [n_frames, 15] of a stretch of audio [S] timed on its own, as new audio without a transcript
+    is (phone recognition): the `time_segment` the mouth model's cross-validation uses for its blocks."""
+    from animation.coarticulation import viseme_weights
+    from audio.align import time_speech
+
+    timed = time_speech(np.asarray(waveform, np.float32), None, sample_rate=sample_rate)
+    return viseme_weights(timed.phones, timed.phone_set, fps, n_frames)
+
+
 def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | None = None) -> VisemeShapes | None:
     """Learn an avatar's mouth from its training clip (`avatar.preprocess.TrackedClip`: audio, tracked
     expression coefficients, valid frames): the viseme shapes, saved as `folder/viseme_shapes.json`, and the
@@ -279,7 +290,6 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
 
     holdout_from_frame: frames from here on (a held-out tail) are not used. Returns None, saving nothing,
     when the clip has no audio or its speech cannot be timed (the avatar then talks with generic shapes)."""
-    from animation.coarticulation import viseme_weights
     from animation.mouth_model import ARRAYS_FILE as MOUTH_ARRAYS_FILE, FACTS_FILE as MOUTH_FACTS_FILE, fit_mouth_model
     from audio.align import time_speech
 
@@ -294,13 +304,10 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
     except ValueError:
         return None
     shapes.save(Path(folder) / SHAPES_FILE)
-    def time_segment(waveform: np.ndarray, sample_rate: int, n_frames: int) -> np.ndarray:  # as for new audio
-        segment = time_speech(waveform.astype(np.float32), None, sample_rate=sample_rate)
-        return viseme_weights(segment.phones, segment.phone_set, clip.fps, n_frames)
-
     try:
         fit_mouth_model(clip.coeffs[:stop], clip.neutral, clip.basis, speech.waveform, speech.sample_rate,
-                        clip.fps, speech.phones, speech.phone_set, valid, time_segment=time_segment).save(folder)
+                        clip.fps, speech.phones, speech.phone_set, valid,
+                        time_segment=partial(recognised_viseme_weights, fps=clip.fps)).save(folder)
     except ValueError:  # too few frames: the viseme shapes alone drive the mouth; drop a stale model
         for name in (MOUTH_FACTS_FILE, MOUTH_ARRAYS_FILE):
             (Path(folder) / name).unlink(missing_ok=True)

@@ -30,6 +30,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP pools must not spin
 
 import dataclasses  # noqa: E402
+from functools import partial  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -61,11 +62,10 @@ def parse_options(pairs: list[str]):
 
 
 def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -> dict:
-    from animation.coarticulation import viseme_weights
     from animation.lipsync_metrics import (lip_landmark_distance, lipsync_tail_motion, mouth_open_curve,
                                            open_correlation, render_lipsync_tail, track_landmarks)
     from animation.mouth_model import fit_mouth_model, opening_curve
-    from animation.viseme_shapes import learn_viseme_shapes
+    from animation.viseme_shapes import learn_viseme_shapes, recognised_viseme_weights
     from audio.align import time_speech
     from avatar.build import prepare_clip
     from avatar.model import Avatar
@@ -89,16 +89,12 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
     prepared = prepare_clip(clip, preset("fast" if avatar is None else avatar.config.get("preset", "fast")),
                             holdout_seconds=HOLDOUT_S, holdout_every=0)
 
-    def time_segment(segment: np.ndarray, sample_rate: int, n_frames: int) -> np.ndarray:  # as for new audio
-        timed = time_speech(segment.astype(np.float32), None, sample_rate=sample_rate)
-        return viseme_weights(timed.phones, timed.phone_set, clip.fps, n_frames)
-
     rows = []
     for window in np.array_split(np.arange(first), windows):
         valid = valid_all.copy()
         valid[window] = False
         model = fit_mouth_model(coeffs, clip.neutral, clip.basis, wave, rate, clip.fps, speech.phones,
-                                speech.phone_set, valid, options, time_segment)
+                                speech.phone_set, valid, options, partial(recognised_viseme_weights, fps=clip.fps))
         shapes = learn_viseme_shapes(coeffs, clip.fps, speech.phones, speech.phone_set, valid)
         segment = wave[int(round(window[0] * rate / clip.fps)):int(round((window[-1] + 1) * rate / clip.fps))]
         poses = (clip.rotation[window], clip.translation[window])
