@@ -99,10 +99,12 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
     neutral = torch.from_numpy(clip.neutral).float()
     rotations, translations = torch.from_numpy(clip.rotation).float(), torch.from_numpy(clip.translation).float()
     # the body (shoulders, collar) rests at the training frames' mean head pose while the head moves
-    rig = with_body_pose(build_rig(neutral), rotations[train_indices], translations[train_indices])
+    tracked_body = bool(clip.meta.get("body_motion", {}).get("tracked", False))
+    rig = with_body_pose(build_rig(neutral, tracked_body=tracked_body), rotations[train_indices],
+                         translations[train_indices])
     topology = build_topology(rig.resolution)
     vertices = posed_vertices(neutral, torch.from_numpy(clip.basis).float(), rig, rotations, translations,
-                              torch.from_numpy(clip.coeffs).float())
+                              torch.from_numpy(clip.coeffs).float(), torch.from_numpy(clip.body_warp).float())
     camera = clip.camera.scaled(resolution, resolution)
     data = TrainingData(
         frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),

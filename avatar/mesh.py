@@ -43,6 +43,7 @@ from torch import Tensor
 
 from avatar import face_topology as ft
 from avatar.binding import rotation_matrix_to_quaternion
+from avatar.body_tracking import warp_points
 from avatar.mesh_shapes import MAX_ANCHORS, place_extra_vertices
 
 __all__ = [
@@ -333,6 +334,7 @@ def extend_vertices(
     rig: ExtendedMeshRig,
     head_rotation: Tensor | None = None,  # [..., 3, 3] head -> camera/world rotation of the same frames
     head_translation: Tensor | None = None,  # [..., 3] the same frames' head translations (camera units)
+    body_warp: Tensor | None = None,  # [..., 2, 3] the same frames' tracked body motion (`avatar.body_tracking`)
 ) -> Tensor:
     """All vertices [..., V, 3] of the extended mesh, in the head frame.
 
@@ -343,8 +345,12 @@ def extend_vertices(
     With head_translation too and a rig with a body pose (R0, t0; `with_body_pose`), such a vertex v is
     instead placed so that, once the caller applies R v + t, it sits at f (R v + t) + (1 - f)(R0 v + t0):
     the neck blends between the moving head and the still body (two-bone linear blend skinning).
+    With body_warp (normalised image-plane affines, identity = the still body) the body end of that blend is
+    moved by the frame's tracked body motion first (`avatar.body_tracking.warp_points`).
     """
     _check_landmarks("landmarks", landmarks, batched=True)
+    if body_warp is not None and (head_translation is None or rig.body_rotation is None):
+        raise ValueError("body_warp needs head_rotation, head_translation and a rig with a body pose")
     neutral = rig.neutral_landmarks.to(landmarks)
     displacement = landmarks - neutral  # [..., 478, 3]
     gathered = displacement[..., rig.anchor_index.to(landmarks.device), :]  # [..., E, K, 3]
@@ -363,6 +369,13 @@ def extend_vertices(
                                  f"{list(getattr(head_translation, 'shape', []))}")
             v = extra[..., partial, :]
             body = v @ rig.body_rotation.to(landmarks).T + rig.body_translation.to(landmarks)  # camera
+            if body_warp is not None:
+                if not isinstance(body_warp, Tensor) or tuple(body_warp.shape) != (*batch, 2, 3):
+                    raise ValueError(f"body_warp must have shape {[*batch, 2, 3]}, got "
+                                     f"{list(getattr(body_warp, 'shape', []))}")
+                if not torch.isfinite(body_warp).all():
+                    raise ValueError("body_warp contains NaN or inf values")
+                body = warp_points(body, body_warp.to(landmarks))
             back = (body - head_translation.to(landmarks)[..., None, :]) @ head_rotation.to(landmarks)  # R^T (.)
             local = follow[:, None] * v + (1 - follow[:, None]) * back
         else:
@@ -373,14 +386,16 @@ def extend_vertices(
     return torch.cat([landmarks, extra], dim=-2)
 
 
-def build_rig(neutral_landmarks: Tensor, resolution: MeshResolution = MeshResolution()) -> ExtendedMeshRig:
-    """Place the extra parts around a neutral face [478, 3] (mouth closed or slightly open)."""
+def build_rig(neutral_landmarks: Tensor, resolution: MeshResolution = MeshResolution(),
+              tracked_body: bool = False) -> ExtendedMeshRig:
+    """Place the extra parts around a neutral face [478, 3] (mouth closed or slightly open). tracked_body: the
+    clip's body motion is tracked, so the collar follows the body alone (see `mesh_shapes._place_neck`)."""
     origin, axes, unit = head_axes(neutral_landmarks)
     lm = neutral_landmarks.to(torch.float64)
     canonical = (lm - origin.to(lm)) @ axes.to(lm) / unit.to(lm)  # [478, 3] in (a, b, c) units
     layout, ids = _layout_ids(resolution)
     num_extra = layout.num_vertices - ft.NUM_LANDMARKS
-    placed = place_extra_vertices(canonical, ids, num_extra, resolution)
+    placed = place_extra_vertices(canonical, ids, num_extra, resolution, tracked_body)
     extra = origin.to(lm) + unit.to(lm) * placed.positions @ axes.to(lm).T
     pivot = origin.to(lm) + unit.to(lm) * placed.pivot @ axes.to(lm).T
     rig = ExtendedMeshRig(

@@ -149,7 +149,7 @@ def _place_mouth(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) 
     placer.put(ids["mouth_cavity"], wall, jaw, wall_follow)
 
 
-def _place_neck(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) -> None:
+def _place_neck(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r, tracked_body: bool) -> None:
     """Elliptic tube from inside the jaw down to the collarbones, flaring into the shoulders."""
     centre, _ = _ellipsoid(canonical)
     chin = canonical[ft.CHIN]
@@ -166,9 +166,13 @@ def _place_neck(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) -
     a = half_width[:, None] * torch.sin(theta)[None, :] + float(centre[0])
     c = half_depth[:, None] * torch.cos(theta)[None, :] + neck_c
     placer.put(ids["neck"], torch.stack([a, b[:, None].expand_as(a), c], -1))
-    # The neck follows the head's turns fully at the jaw, a fifth at the shoulders, pivoting about
-    # the neck's axis at chin height.
-    follow = (1 - 0.8 * s)[:, None].expand(-1, r.neck_columns)
+    # The neck follows the head's turns fully at the jaw, pivoting about the neck's axis at chin height. With a
+    # still body it still follows a fifth at the shoulders (a talker's torso sways with the head: the shared
+    # Obama clip's collar moves with correlation 0.7); with a tracked body (`avatar.body_tracking`) the collar
+    # and below (half way down the tube: Obama's collar row, s = 0.5, projects 55 px below the chin at 512 px)
+    # move with the body alone.
+    follow = torch.clamp(1 - 2 * s, min=0) if tracked_body else 1 - 0.8 * s
+    follow = follow[:, None].expand(-1, r.neck_columns)
     placer.head_follow[ids["neck"].flatten() - ft.NUM_LANDMARKS] = follow.reshape(-1)
     placer.pivot = torch.tensor([float(centre[0]), float(chin[1]), neck_c], dtype=torch.float64)
 
@@ -190,7 +194,8 @@ def _place_eyes(placer: _Placer, canonical: Tensor, ids: dict[str, Tensor], r) -
         placer.put(ids[key], torch.stack([a, b, c], -1), (iris,), follow)
 
 
-def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: int, resolution) -> _Placer:
+def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: int, resolution,
+                         tracked_body: bool = False) -> _Placer:
     """Positions [E, 3] (canonical frame), anchor_index [E, K], anchor_weight [E, K], head_follow [E]
     and the neck pivot [3] of the extras, as the fields of a _Placer.
 
@@ -199,7 +204,7 @@ def place_extra_vertices(canonical: Tensor, ids: dict[str, Tensor], num_extra: i
     placer = _Placer(num_extra)
     _place_shell(placer, canonical, ids, resolution.shell_rings)
     _place_mouth(placer, canonical, ids, resolution)
-    _place_neck(placer, canonical, ids, resolution)
+    _place_neck(placer, canonical, ids, resolution, tracked_body)
     _place_eyes(placer, canonical, ids, resolution)
     if not torch.isfinite(placer.positions).all():
         raise ValueError("internal error: some extra vertices were not placed (or the face is malformed)")

@@ -195,10 +195,11 @@ class Avatar:
 
 
 def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, translations: Tensor,
-                   coeffs: Tensor) -> Tensor:
+                   coeffs: Tensor, body_warps: Tensor | None = None) -> Tensor:
     """Camera-space extended-mesh vertices [T, V, 3]: (neutral + coeffs·basis) -> extend_vertices -> R v + t.
 
-    neutral: [478, 3]; basis: [K, 478, 3]; rotations: [T, 3, 3]; translations: [T, 3]; coeffs: [T, K].
+    neutral: [478, 3]; basis: [K, 478, 3]; rotations: [T, 3, 3]; translations: [T, 3]; coeffs: [T, K];
+    body_warps: [T, 2, 3] tracked body motion (`avatar.body_tracking`), None = the still body.
     """
     from avatar.mesh import extend_vertices
 
@@ -209,7 +210,8 @@ def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, trans
     landmarks = neutral[None] + torch.einsum("tk,kvc->tvc", coeffs.float(), basis.float())
     # With the poses the neck blends towards the rig's still body pose (training builds its vertices
     # here too): the shoulders stay put while the head nods.
-    head = extend_vertices(landmarks, rig, rotations.float(), translations.float())  # [T, V, 3]
+    head = extend_vertices(landmarks, rig, rotations.float(), translations.float(),
+                           None if body_warps is None else body_warps.float())  # [T, V, 3]
     return head @ rotations.float().transpose(1, 2) + translations.float()[:, None, :]
 
 

@@ -2,7 +2,8 @@
 
 Stages (reported through tqdm and an optional `progress(stage, fraction)` callback):
   probe -> track (decode at constant fps + FaceMesh, checks) -> rig (camera, pose, neutral, expression basis)
-  -> crop (second decode pass: head crop + selfie matte) -> background (plate) -> audio.
+  -> crop (second decode pass: head crop + selfie matte) -> body (shoulder motion, `avatar.body_tracking`)
+  -> background (plate) -> audio.
 Decoding twice keeps memory at the crop size: only the cropped frames of the whole clip are held.
 On disk a clip is a folder with `clip.safetensors` (arrays), `clip.json` (metadata) and, when the video has
 sound, `audio.wav` (float32 mono copy of the audio); nothing is pickled.
@@ -17,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from avatar import matting, rig as rig_module, tracking, video
+from avatar import body_tracking, matting, rig as rig_module, tracking, video
 from avatar.rig import HeadRig, Intrinsics, RigConfig
 from avatar.tracking import NUM_LANDMARKS, TrackingConfig
 
@@ -81,8 +82,12 @@ class TrackedClip:
     background: np.ndarray  # [H, W, 3] uint8
     valid: np.ndarray  # [T] bool
     meta: dict = field(default_factory=dict)  # source, crop box, configs, notes, errors, timings
+    # [T, 2, 3] float32 tracked body motion (`avatar.body_tracking`); None = a still body (identity warps)
+    body_warp: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.body_warp is None:
+            self.body_warp = body_tracking.identity_warps(self.frames.shape[0])
         _validate(self)
 
     @property
@@ -104,7 +109,7 @@ class TrackedClip:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAY_FIELDS}
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAY_FIELDS + _OPTIONAL_ARRAYS}
         arrays["valid"] = arrays["valid"].astype(np.uint8)
         save_file(arrays, str(folder / "clip.safetensors"))
         header = {"format_version": FORMAT_VERSION, "camera": self.camera.to_dict(), "fps": self.fps,
@@ -132,11 +137,13 @@ class TrackedClip:
         arrays["valid"] = arrays["valid"].astype(bool)
         return TrackedClip(camera=Intrinsics.from_dict(header["camera"]), fps=float(header["fps"]),
                            audio_sample_rate=int(header["audio_sample_rate"]), meta=header["meta"],
-                           **{name: arrays[name] for name in _ARRAY_FIELDS})
+                           **{name: arrays[name] for name in _ARRAY_FIELDS},
+                           **{name: arrays[name] for name in _OPTIONAL_ARRAYS if name in arrays})
 
 
 _ARRAY_FIELDS = ("frames", "mattes", "landmarks_2d", "head_landmarks", "neutral", "rotation", "translation",
                  "basis", "coeffs", "explained_variance", "audio", "background", "valid")
+_OPTIONAL_ARRAYS = ("body_warp",)  # clips saved before body tracking lack it: a still body
 
 
 def _validate(clip: TrackedClip) -> None:
@@ -157,6 +164,7 @@ def _validate(clip: TrackedClip) -> None:
         "explained_variance": ((components,), np.float32),
         "background": ((height, width, 3), np.uint8),
         "valid": ((frames,), np.bool_),
+        "body_warp": ((frames, 2, 3), np.float32),
     }
     for name, (shape, dtype) in expected.items():
         array = getattr(clip, name)
@@ -174,7 +182,8 @@ def _validate(clip: TrackedClip) -> None:
 class _Stages:
     """Progress by stage: one tqdm bar over all stages plus the caller's callback."""
 
-    WEIGHTS = {"probe": 0.02, "track": 0.5, "rig": 0.1, "crop": 0.3, "background": 0.05, "audio": 0.03}
+    WEIGHTS = {"probe": 0.02, "track": 0.5, "rig": 0.1, "crop": 0.28, "body": 0.02, "background": 0.05,
+               "audio": 0.03}
 
     def __init__(self, callback: ProgressCallback | None, show_bar: bool) -> None:
         from tqdm import tqdm
@@ -278,14 +287,17 @@ def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callab
     if len(crops) != total:
         raise ValueError(f"the second decoding pass gave {len(crops)} frames, the first {total}")
     frames, matte_stack = np.stack(crops), np.stack(mattes)
+    camera = head_rig.intrinsics.cropped(box.x0, box.y0, box.size, resolution)
+    landmarks_2d = matting.crop_landmarks(checked.landmarks[..., :2], box, resolution)
+    stages.report("body", 0.0)
+    body_warp, body_summary = body_tracking.track_body(frames, matte_stack, landmarks_2d, camera,
+                                                       checked.valid & ~held)
     stages.report("background", 0.0)
     plate, inpainted = matting.background_plate(frames[~held], matte_stack[~held])
     stages.report("audio", 0.0)
     audio = audio_source()
     if audio is not None:
         audio = audio[: int(round(total / config.fps * config.audio_sample_rate))]
-    camera = head_rig.intrinsics.cropped(box.x0, box.y0, box.size, resolution)
-    landmarks_2d = matting.crop_landmarks(checked.landmarks[..., :2], box, resolution)
     cropped_rig = HeadRig(camera, head_rig.neutral, head_rig.rotation, head_rig.translation,
                           head_rig.head_landmarks, head_rig.basis, head_rig.coeffs, head_rig.explained_variance)
     errors = rig_module.reprojection_error_px(cropped_rig, landmarks_2d)[checked.valid]
@@ -301,6 +313,7 @@ def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callab
         "reprojection_px": {"median": float(np.median(errors)), "p95": float(np.percentile(errors, 95)),
                             "max": float(errors.max())},
         "background_inpainted_fraction": inpainted,
+        "body_motion": body_summary,
         # the split the rig and plate were fitted without (None: fitted on every frame)
         "holdout": holdout.to_dict() if holdout is not None else None,
         "stage_seconds": stages.timings,
@@ -313,7 +326,7 @@ def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callab
         basis=head_rig.basis.astype(f32), coeffs=head_rig.coeffs.astype(f32),
         explained_variance=head_rig.explained_variance.astype(f32), camera=camera, fps=float(config.fps),
         audio=(audio if audio is not None else np.zeros(0)).astype(f32), audio_sample_rate=config.audio_sample_rate,
-        background=plate, valid=checked.valid.astype(bool), meta=meta,
+        background=plate, valid=checked.valid.astype(bool), meta=meta, body_warp=body_warp,
     )
 
 

@@ -50,7 +50,7 @@ def test_video_clip_reprojection(obama_clip):
 def test_progress_reports_stages_in_order(obama_clip):
     _, stages = obama_clip
     names = list(dict.fromkeys(stage for stage, _ in stages))
-    assert names == ["probe", "track", "rig", "crop", "background", "audio"]
+    assert names == ["probe", "track", "rig", "crop", "body", "background", "audio"]
     track = [fraction for stage, fraction in stages if stage == "track"]
     assert track == sorted(track) and track[-1] == pytest.approx(1.0)
 
@@ -60,7 +60,7 @@ def test_save_load_round_trip(obama_clip, tmp_path):
     clip.save(tmp_path / "clip")
     loaded = TrackedClip.load(tmp_path / "clip")
     for name in ("frames", "mattes", "landmarks_2d", "head_landmarks", "neutral", "rotation", "translation", "basis",
-                 "coeffs", "explained_variance", "audio", "background", "valid"):
+                 "coeffs", "explained_variance", "audio", "background", "valid", "body_warp"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(clip, name), err_msg=name)
     assert loaded.camera == clip.camera and loaded.fps == clip.fps and loaded.meta == json.loads(json.dumps(clip.meta))
     assert sorted(path.name for path in (tmp_path / "clip").iterdir()) == ["audio.wav", "clip.json", "clip.safetensors"]
@@ -79,6 +79,28 @@ def test_load_validates(obama_clip, tmp_path):
     (tmp_path / "clip" / "clip.json").unlink()
     with pytest.raises(FileNotFoundError, match="clip.json"):
         TrackedClip.load(tmp_path / "clip")
+
+
+def test_clip_saved_before_body_tracking_loads_with_a_still_body(obama_clip, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    clip, _ = obama_clip
+    clip.save(tmp_path / "clip")
+    arrays = load_file(str(tmp_path / "clip" / "clip.safetensors"))
+    del arrays["body_warp"]
+    save_file(arrays, str(tmp_path / "clip" / "clip.safetensors"))
+    loaded = TrackedClip.load(tmp_path / "clip")
+    np.testing.assert_array_equal(loaded.body_warp, np.tile(np.eye(2, 3, dtype=np.float32), (clip.num_frames, 1, 1)))
+
+
+def test_body_motion_is_tracked_on_a_real_clip(obama_clip):
+    clip, _ = obama_clip
+    summary = clip.meta["body_motion"]
+    assert summary["tracked"] and clip.body_warp.shape == (clip.num_frames, 2, 3)
+    # centred on the training frames: their mean warp is the identity, and the body does move in 3 s
+    held = Holdout(seconds=1.0, every=10).mask(clip.num_frames, clip.fps)
+    np.testing.assert_allclose(clip.body_warp[~held].mean(0), np.eye(2, 3), atol=1e-5)
+    assert 0.3 < max(summary["shift_std_px"]) < 10 and summary["shift_max_px"] < 40
 
 
 def test_debug_png(obama_clip, tmp_path):
@@ -105,6 +127,7 @@ def test_photo_path(source, shared_data, tmp_path):
     clip = preprocess(path, show_bar=False)  # dispatches on content
     assert clip.num_frames == 1 and clip.basis.shape == (0, 478, 3) and clip.coeffs.shape == (1, 0)
     assert clip.audio.shape == (0,) and clip.meta["source"]["kind"] == "image"
+    assert not clip.meta["body_motion"]["tracked"] and np.array_equal(clip.body_warp[0], np.eye(2, 3))
     right, left = rig._eye_centres(clip.neutral)
     assert np.linalg.norm(left - right) == pytest.approx(rig.INTEROCULAR_M, rel=0.02)
     posed = rig.pose_points(clip.expression_landmarks(), clip.rotation, clip.translation)
