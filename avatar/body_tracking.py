@@ -141,3 +141,41 @@ def warp_points(points: Tensor, warps: Tensor) -> Tensor:
     uv = points[..., :2] / z
     moved = uv @ warps[..., :2].transpose(-1, -2) + warps[..., None, :, 2]
     return torch.cat([moved * z, z], dim=-1)
+
+
+def _pose_features(rotations: Tensor, translations: Tensor, body_rotation: Tensor, body_translation: Tensor) -> Tensor:
+    """[T, 7]: 1, the head's translation from the body pose (metres) and the vector part of its rotation
+    quaternion relative to the body's (about half the rotation vector), for rotations [T, 3, 3], translations
+    [T, 3]."""
+    from avatar.binding import rotation_matrix_to_quaternion
+
+    q = rotation_matrix_to_quaternion(body_rotation.to(rotations).T @ rotations)  # [T, 4] w, x, y, z
+    q = q * torch.where(q[:, :1] < 0, -1.0, 1.0).to(q)
+    return torch.cat([torch.ones_like(q[:, :1]), translations - body_translation.to(translations), q[:, 1:]], -1)
+
+
+def fit_body_sway(rotations: Tensor, translations: Tensor, body_rotation: Tensor, body_translation: Tensor,
+                  warps: Tensor, ridge: float = 1e-3) -> Tensor:
+    """Linear map [7, 6] from head pose to body warp, least squares over tracked frames (rotations [T, 3, 3],
+    translations [T, 3], warps [T, 2, 3]), so animation without a video (speech) sways the shoulders with the
+    head as the recording did. Ridge on the standardised features (the intercept unpenalised)."""
+    t = rotations.shape[0]
+    if rotations.shape != (t, 3, 3) or translations.shape != (t, 3) or warps.shape != (t, 2, 3):
+        raise ValueError(f"need rotations [T, 3, 3], translations [T, 3], warps [T, 2, 3]; got "
+                         f"{tuple(rotations.shape)}, {tuple(translations.shape)}, {tuple(warps.shape)}")
+    x = _pose_features(rotations.double(), translations.double(), body_rotation.double(), body_translation.double())
+    y = (warps.double() - torch.eye(2, 3, dtype=torch.float64)).reshape(t, 6)
+    scale = x.std(0).clamp_min(1e-9)
+    scale[0] = 1.0
+    xs = x / scale
+    penalty = torch.full((7,), ridge * t, dtype=torch.float64)
+    penalty[0] = 0.0
+    weights = torch.linalg.solve(xs.T @ xs + torch.diag(penalty), xs.T @ y) / scale[:, None]
+    return weights.to(warps.dtype)
+
+
+def sway_warps(sway: Tensor, rotations: Tensor, translations: Tensor, body_rotation: Tensor,
+               body_translation: Tensor) -> Tensor:
+    """Body warps [T, 2, 3] predicted by `fit_body_sway`'s map sway [7, 6] for head poses [T, 3, 3], [T, 3]."""
+    x = _pose_features(rotations, translations, body_rotation, body_translation)
+    return torch.eye(2, 3, dtype=x.dtype) + (x @ sway.to(x)).reshape(-1, 2, 3)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -78,6 +78,7 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
     failed are used for neither). A one-frame clip (a photo) trains on its frame and holds nothing out."""
     from render import Camera
 
+    from avatar.body_tracking import fit_body_sway
     from avatar.mesh import build_rig, build_topology, with_body_pose
 
     resolution = config.resolution
@@ -102,9 +103,14 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
     tracked_body = bool(clip.meta.get("body_motion", {}).get("tracked", False))
     rig = with_body_pose(build_rig(neutral, tracked_body=tracked_body), rotations[train_indices],
                          translations[train_indices])
+    body_warps = torch.from_numpy(clip.body_warp).float()
+    if tracked_body:  # how the shoulders sway with the head, for animation from speech
+        rig = replace(rig, body_sway=fit_body_sway(rotations[train_indices], translations[train_indices],
+                                                   rig.body_rotation, rig.body_translation,
+                                                   body_warps[train_indices]))
     topology = build_topology(rig.resolution)
     vertices = posed_vertices(neutral, torch.from_numpy(clip.basis).float(), rig, rotations, translations,
-                              torch.from_numpy(clip.coeffs).float(), torch.from_numpy(clip.body_warp).float())
+                              torch.from_numpy(clip.coeffs).float(), body_warps)
     camera = clip.camera.scaled(resolution, resolution)
     data = TrainingData(
         frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),

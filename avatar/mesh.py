@@ -221,6 +221,9 @@ class ExtendedMeshRig:
     # with it, a vertex with head_follow f is posed f * head pose + (1 - f) * body pose (see extend_vertices).
     body_rotation: Tensor | None = None  # [3, 3]
     body_translation: Tensor | None = None  # [3]
+    # Optional linear map from head pose to tracked body motion (`avatar.body_tracking.fit_body_sway`): how
+    # this person's shoulders sway with the head, for animation that has no video to track the body in.
+    body_sway: Tensor | None = None  # [7, 6]
 
     def to_tensors(self) -> dict[str, Tensor]:
         """Tensors for safetensors (contiguous, CPU); `metadata()` holds the rest as JSON."""
@@ -234,6 +237,7 @@ class ExtendedMeshRig:
             **({} if self.body_rotation is None else {
                 "body_rotation": self.body_rotation.detach().cpu().contiguous(),
                 "body_translation": self.body_translation.detach().cpu().contiguous()}),
+            **({} if self.body_sway is None else {"body_sway": self.body_sway.detach().cpu().contiguous()}),
         }
 
     def metadata(self) -> dict:
@@ -252,7 +256,7 @@ class ExtendedMeshRig:
         rig = ExtendedMeshRig(
             tensors["neutral_landmarks"], tensors["extra_neutral"], tensors["anchor_index"],
             tensors["anchor_weight"], tensors["head_follow"], tensors["neck_pivot"], resolution,
-            tensors.get("body_rotation"), tensors.get("body_translation"),
+            tensors.get("body_rotation"), tensors.get("body_translation"), tensors.get("body_sway"),
         )
         rig.validate()
         return rig
@@ -278,6 +282,11 @@ class ExtendedMeshRig:
         body = (self.body_rotation, self.body_translation)
         if (body[0] is None) != (body[1] is None):
             raise ValueError("rig.body_rotation and rig.body_translation must be given together")
+        sway = self.body_sway
+        if sway is not None and (body[0] is None or not sway.is_floating_point() or tuple(sway.shape) != (7, 6)
+                                 or not torch.isfinite(sway).all()):
+            raise ValueError(f"rig.body_sway must be a finite float [7, 6] beside a body pose, got "
+                             f"{sway.dtype} {list(sway.shape)}")
         if body[0] is not None:
             for name, value, shape in (("body_rotation", body[0], (3, 3)), ("body_translation", body[1], (3,))):
                 if not value.is_floating_point() or tuple(value.shape) != shape or not torch.isfinite(value).all():

@@ -199,7 +199,8 @@ def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, trans
     """Camera-space extended-mesh vertices [T, V, 3]: (neutral + coeffs·basis) -> extend_vertices -> R v + t.
 
     neutral: [478, 3]; basis: [K, 478, 3]; rotations: [T, 3, 3]; translations: [T, 3]; coeffs: [T, K];
-    body_warps: [T, 2, 3] tracked body motion (`avatar.body_tracking`), None = the still body.
+    body_warps: [T, 2, 3] tracked body motion (`avatar.body_tracking`); None = the rig's sway predicted from
+    the head poses where it has one (animation), else the still body.
     """
     from avatar.mesh import extend_vertices
 
@@ -208,6 +209,11 @@ def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, trans
         raise ValueError(f"poses and coefficients must be [T, 3, 3], [T, 3], [T, {basis.shape[0]}]; got "
                          f"{tuple(rotations.shape)}, {tuple(translations.shape)}, {tuple(coeffs.shape)}")
     landmarks = neutral[None] + torch.einsum("tk,kvc->tvc", coeffs.float(), basis.float())
+    if body_warps is None and getattr(rig, "body_sway", None) is not None:
+        from avatar.body_tracking import sway_warps
+
+        body_warps = sway_warps(rig.body_sway, rotations.float(), translations.float(), rig.body_rotation,
+                                rig.body_translation)
     # With the poses the neck blends towards the rig's still body pose (training builds its vertices
     # here too): the shoulders stay put while the head nods.
     head = extend_vertices(landmarks, rig, rotations.float(), translations.float(),

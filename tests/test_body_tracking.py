@@ -154,3 +154,34 @@ def test_with_a_tracked_body_the_collar_follows_the_body_alone(face_metres):
     assert still.max() == 1 and still.min() == pytest.approx(0.2)  # a still body: the shoulders sway a fifth
     assert tracked.max() == 1 and (tracked == 0).float().mean() >= 0.5  # lower half: the body's motion only
     assert bool((tracked <= still).all())
+
+
+def test_body_sway_is_learned_from_head_poses_and_drives_animation(face_metres):
+    from avatar.body_tracking import fit_body_sway, sway_warps
+    from avatar.mesh import ExtendedMeshRig, build_rig, with_body_pose
+    from avatar.model import posed_vertices
+
+    g = torch.Generator().manual_seed(7)
+    t = 60
+    skew = 0.1 * torch.randn(t, 3, 3, generator=g, dtype=torch.float64)
+    rotations = torch.linalg.matrix_exp(skew - skew.mT)
+    translations = torch.tensor([0.0, 0.0, 0.6], dtype=torch.float64) + 0.02 * torch.randn(t, 3, generator=g,
+                                                                                            dtype=torch.float64)
+    rig = with_body_pose(build_rig(face_metres, tracked_body=True), rotations, translations)
+    true_map = 0.05 * torch.randn(7, 6, generator=g, dtype=torch.float64)
+    warps = sway_warps(true_map, rotations, translations, rig.body_rotation, rig.body_translation)
+    noisy = warps + 1e-4 * torch.randn(t, 2, 3, generator=g, dtype=torch.float64)
+    sway = fit_body_sway(rotations, translations, rig.body_rotation, rig.body_translation, noisy, ridge=1e-6)
+    fitted = sway_warps(sway, rotations, translations, rig.body_rotation, rig.body_translation)
+    assert (fitted - warps).abs().max() < 1e-3 < (warps - torch.eye(2, 3, dtype=torch.float64)).abs().max()
+    # saved with the rig; without tracked warps (speech animation) the vertices follow the predicted sway
+    swaying = ExtendedMeshRig.from_tensors({**rig.to_tensors(), "body_sway": sway}, rig.metadata())
+    torch.testing.assert_close(swaying.body_sway, sway)
+    neutral, empty_basis, coeffs = face_metres.float(), torch.zeros(0, 478, 3), torch.zeros(t, 0)  # as avatars
+    driven = posed_vertices(neutral, empty_basis, swaying, rotations, translations, coeffs)
+    tracked = posed_vertices(neutral, empty_basis, rig, rotations, translations, coeffs, fitted)
+    torch.testing.assert_close(driven, tracked)
+    still = posed_vertices(neutral, empty_basis, rig, rotations, translations, coeffs)
+    assert (driven - still).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="body_sway"):
+        ExtendedMeshRig.from_tensors({**rig.to_tensors(), "body_sway": sway[:6]}, rig.metadata())
