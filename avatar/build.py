@@ -99,7 +99,8 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
                       stacklevel=2)
     neutral = torch.from_numpy(clip.neutral).float()
     rotations, translations = torch.from_numpy(clip.rotation).float(), torch.from_numpy(clip.translation).float()
-    # the body (shoulders, collar) rests at the training frames' mean head pose while the head moves
+    # the body (shoulders, collar) rests at the training frames' mean head pose, moved per frame by the tracked
+    # body warp (held-out frames too: tracked from their own pixels, like their head poses)
     tracked_body = bool(clip.meta.get("body_motion", {}).get("tracked", False))
     rig = with_body_pose(build_rig(neutral, tracked_body=tracked_body), rotations[train_indices],
                          translations[train_indices])

@@ -214,8 +214,8 @@ def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, trans
 
         body_warps = sway_warps(rig.body_sway, rotations.float(), translations.float(), rig.body_rotation,
                                 rig.body_translation)
-    # With the poses the neck blends towards the rig's still body pose (training builds its vertices
-    # here too): the shoulders stay put while the head nods.
+    # With the poses the neck blends towards the rig's body pose (training builds its vertices here too), moved
+    # by the frame's body warp when there is one: the shoulders follow the body, not the nodding head.
     head = extend_vertices(landmarks, rig, rotations.float(), translations.float(),
                            None if body_warps is None else body_warps.float())  # [T, V, 3]
     return head @ rotations.float().transpose(1, 2) + translations.float()[:, None, :]
