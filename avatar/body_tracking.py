@@ -5,14 +5,15 @@ mean head pose. Real talkers sway: on the shared Obama clip the collar and tie m
 512 px crop), up to 12 px, and not rigidly with the head (correlation 0.7 with the nose, slope 0.2). A still
 body smears the tie and collar edges into the average of their positions, which is most of the error below the
 chin. So the body is tracked like the head: each frame's strip below the lowest chin is registered to a
-reference frame by ECC (`cv2.findTransformECC`, affine, person pixels only), started from a matte-weighted phase
-correlation. Measured on that clip (every 5th frame against one reference, person pixels of the strip):
+reference frame by ECC (`cv2.findTransformECC`, affine, person pixels only), started from the neighbouring
+frame's warp and from a matte-weighted phase correlation. Measured on that clip (every 5th frame against one reference, person pixels of the strip):
 unaligned 18.9 dB, translation 23.5 dB, affine 27.2 dB, so the warp is affine (shoulders also turn and lean).
 
 The warps are re-centred on their mean over the reference (training) frames, so warp = identity is the mean
 body the model learns, and expressed in normalised image coordinates (u = x/z, v = y/z) so they hold at any
-render resolution. `avatar.mesh.extend_vertices` applies them to the body end of the neck blend. Audio-driven
-animation passes no warp (a still body at the mean), as before.
+render resolution. `avatar.mesh.extend_vertices` applies them to the body end of the neck blend. Animation from
+speech has no video to track: there the warps are predicted from the head poses by the avatar's sway map
+(`fit_body_sway`, used by `avatar.model.posed_vertices`).
 """
 from __future__ import annotations
 
@@ -88,8 +89,10 @@ def track_body(frames: np.ndarray, mattes: np.ndarray, landmarks_2d: np.ndarray,
         raise ValueError(f"need mattes [T, H, W], landmarks [T, 478, 2], reference [T] for {t} frames of "
                          f"{height}x{width}; got {mattes.shape}, {landmarks_2d.shape}, {reference.shape}")
     reference = reference.astype(bool)
-    if t < 2 or not reference.any():
+    if t < 2:
         return identity_warps(t), {"tracked": False, "reason": "fewer than two frames"}
+    if not reference.any():
+        return identity_warps(t), {"tracked": False, "reason": "no reference frame to centre on"}
     chin = float(np.nanmax(landmarks_2d[reference, CHIN_LANDMARK, 1]))
     top = int(np.ceil(chin + config.margin_below_chin * height))
     if height - top < config.min_rows:
@@ -126,11 +129,11 @@ def track_body(frames: np.ndarray, mattes: np.ndarray, landmarks_2d: np.ndarray,
     centred = full @ np.linalg.inv(mean)
     pixels_from_normalised = np.array([[camera.fx, 0, camera.cx], [0, camera.fy, camera.cy], [0, 0, 1]], np.float64)
     normalised = np.linalg.inv(pixels_from_normalised) @ centred @ pixels_from_normalised
-    shift = centred[:, :2, 2] + centred[:, :2, :2] @ np.array([width / 2, (top + height) / 2]) - \
-        np.array([width / 2, (top + height) / 2])
+    strip_centre = np.array([width / 2, (top + height) / 2])
+    centre_shift = centred[:, :2, 2] + centred[:, :2, :2] @ strip_centre - strip_centre  # [T, 2] pixels
     summary = {"tracked": True, "strip_top_px": top, "reference_frame": ref, "failed_frames": failed,
-               "shift_std_px": [round(float(v), 2) for v in shift[reference].std(0)],
-               "shift_max_px": round(float(np.abs(shift).max()), 2)}
+               "shift_std_px": [round(float(v), 2) for v in centre_shift[reference].std(0)],
+               "shift_max_px": round(float(np.abs(centre_shift).max()), 2)}
     return normalised[:, :2].astype(np.float32), summary
 
 

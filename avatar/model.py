@@ -209,7 +209,7 @@ def posed_vertices(neutral: Tensor, basis: Tensor, rig, rotations: Tensor, trans
         raise ValueError(f"poses and coefficients must be [T, 3, 3], [T, 3], [T, {basis.shape[0]}]; got "
                          f"{tuple(rotations.shape)}, {tuple(translations.shape)}, {tuple(coeffs.shape)}")
     landmarks = neutral[None] + torch.einsum("tk,kvc->tvc", coeffs.float(), basis.float())
-    if body_warps is None and getattr(rig, "body_sway", None) is not None:
+    if body_warps is None and rig.body_sway is not None:
         from avatar.body_tracking import sway_warps
 
         body_warps = sway_warps(rig.body_sway, rotations.float(), translations.float(), rig.body_rotation,
