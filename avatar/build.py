@@ -113,15 +113,15 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
     vertices = posed_vertices(neutral, torch.from_numpy(clip.basis).float(), rig, rotations, translations,
                               torch.from_numpy(clip.coeffs).float(), body_warps)
     camera = clip.camera.scaled(resolution, resolution)
+    plate = _resize_bytes(clip.background[None], resolution)[0]
     data = TrainingData(
         frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),
         vertices=vertices, faces=topology.faces,
         camera=Camera(camera.fx, camera.fy, camera.cx, camera.cy, resolution, resolution, torch.eye(4)),
         train_indices=train_indices, holdout_indices=holdout_indices,
         head_boxes=head_box(torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)),
-        fingerprint=_fingerprint(clip, train_indices, holdout_indices),
+        fingerprint=_fingerprint(clip, train_indices, holdout_indices), plate=plate,
     )
-    plate = _resize_bytes(clip.background[None], resolution)[0]
     return PreparedClip(data, rig, topology, camera, plate, honest)
 
 

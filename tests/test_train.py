@@ -214,3 +214,26 @@ def test_ssim_matches_scikit_image_away_from_the_border():
     inner = (slice(6, -6), slice(6, -6))
     torch.testing.assert_close(ours[inner], torch.from_numpy(reference.mean(-1))[inner], rtol=1e-6, atol=1e-6)
     assert float(ssim_map(a, a).min()) > 0.9999
+
+
+def test_plate_iterations_compare_the_raw_frame_over_the_plate_and_the_rest_the_matte_composite():
+    from dataclasses import replace
+
+    from avatar.train import composite, training_pair
+
+    data = make_synthetic_data(frames=6, resolution=16)
+    plate = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    with_plate = replace(data, plate=plate)
+    raw, matte = with_plate.frame(0), with_plate.matte(0)
+    assert (matte < 0.99).any()  # the composite differs from the raw frame somewhere
+    always = preset("tiny", plate_fraction=1.0)
+    background, target = training_pair(with_plate, 0, always)
+    assert torch.equal(background, plate.float() / 255) and torch.equal(target, raw)
+    for config, clip in ((preset("tiny", plate_fraction=0.0), with_plate), (always, data)):  # no share, no plate
+        background, target = training_pair(clip, 0, config)
+        assert background.shape == (3,) and torch.allclose(target, composite(raw, matte, background))
+    torch.manual_seed(0)
+    picks = [training_pair(with_plate, 0, preset("tiny", plate_fraction=0.3))[0].ndim == 3 for _ in range(2000)]
+    assert 0.26 < sum(picks) / len(picks) < 0.34
+    with pytest.raises(ValueError, match="plate must be uint8"):
+        replace(data, plate=plate[:8])
