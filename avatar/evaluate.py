@@ -138,7 +138,7 @@ def save_curves(history: dict[str, list[float]], path: Path, held_out_psnr: floa
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     left.plot(history.get("iteration", []), history.get("loss", []))
     left.set_xlabel("iteration")
-    left.set_ylabel("loss (random background)")
+    left.set_ylabel("loss (random colour or plate background)")
     left.set_yscale("log")
     right.plot(history.get("iteration", []), history.get("psnr", []), label="training frames (whole image)")
     if held_out_psnr is not None:

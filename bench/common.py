@@ -32,12 +32,18 @@ def peak_rss_mb() -> float:
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
-    """Left-aligned text table of `columns` from `rows` (floats with 1 decimal)."""
-    cells = [[f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
+    """Left-aligned text table of `columns` from `rows` (floats to at most 4 decimals, trailing zeros dropped:
+    one decimal printed an SSIM of 0.8826 as 0.9, the target it missed)."""
+    cells = [[_number(row[c]) if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    text = f"{value:.4f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def json_flag_parser(description: str) -> argparse.ArgumentParser:
