@@ -7,11 +7,13 @@ The background alternates at random (`plate_fraction`):
 - a random colour, against the frame composited over the same colour with its selfie matte: the random colour
   makes the Gaussians' alpha learn the matte, which other backgrounds (a colour, an upload) need;
 - the clip's background plate, against the raw frame: no matte in the loop, so its errors (flicker at hair and
-  shoulders, wisps it misses) are not learnt; this is also how a tracked frame is rendered and scored. On the
-  German clip (512 px, 3,000 iterations, held-out) it gave 27.44 -> 27.93 dB with half the iterations on the
-  plate, 28.02 with all of them (alpha then unsupervised). Adam with one learning rate per parameter group; every `densify_every` iterations Gaussians
-with large accumulated screen-space gradients are cloned (small ones) or split (large ones) and transparent
-ones are pruned, never removing the last Gaussian of a triangle.
+  shoulders, wisps it misses) are not learnt; this is also how a tracked frame is rendered and scored.
+  Held-out, with half the iterations on the plate: German at 512 px and 3,000 iterations 27.44 -> 27.68-27.93 dB
+  (two random streams; 28.02 with every iteration on the plate, but then nothing teaches the alpha); the full
+  `standard` runs Obama 29.55 -> 30.01, German 28.38 -> 28.52 (bench/RESULTS.md).
+Adam with one learning rate per parameter group; every `densify_every` iterations Gaussians with large
+accumulated screen-space gradients are cloned (small ones) or split (large ones) and transparent ones are
+pruned, never removing the last Gaussian of a triangle.
 
 Checkpoints (parameters + Adam state + densify statistics as safetensors, the rest as JSON) are written every
 `checkpoint_every_s` seconds and at the end; `train()` resumes from a checkpoint in `checkpoint_dir` when one
