@@ -84,6 +84,10 @@ class TrainConfig:
     seed: int = 0
     backend: str = "auto"
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.plate_fraction <= 1.0:
+            raise ValueError(f"plate_fraction must be in [0, 1], got {self.plate_fraction}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

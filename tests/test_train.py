@@ -237,3 +237,5 @@ def test_plate_iterations_compare_the_raw_frame_over_the_plate_and_the_rest_the_
     assert 0.26 < sum(picks) / len(picks) < 0.34
     with pytest.raises(ValueError, match="plate must be uint8"):
         replace(data, plate=plate[:8])
+    with pytest.raises(ValueError, match="plate_fraction must be in"):
+        preset("tiny", plate_fraction=1.5)
