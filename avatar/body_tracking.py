@@ -6,8 +6,9 @@ mean head pose. Real talkers sway: on the shared Obama clip the collar and tie m
 body smears the tie and collar edges into the average of their positions, which is most of the error below the
 chin. So the body is tracked like the head: each frame's strip below the lowest chin is registered to a
 reference frame by ECC (`cv2.findTransformECC`, affine, person pixels only), started from the neighbouring
-frame's warp and from a matte-weighted phase correlation. Measured on that clip (every 5th frame against one reference, person pixels of the strip):
-unaligned 18.9 dB, translation 23.5 dB, affine 27.2 dB, so the warp is affine (shoulders also turn and lean).
+frame's warp and from a matte-weighted phase correlation. Measured on that clip (every 5th frame against one
+reference, person pixels of the strip): unaligned 18.9 dB, translation 23.5 dB, affine 27.2 dB, so the warp
+is affine (shoulders also turn and lean).
 
 The warps are re-centred on their mean over the reference (training) frames, so warp = identity is the mean
 body the model learns, and expressed in normalised image coordinates (u = x/z, v = y/z) so they hold at any

@@ -41,10 +41,13 @@ class PreparedClip:
     rig: object  # avatar.mesh.ExtendedMeshRig
     topology: object  # avatar.mesh.ExtendedMeshTopology
     camera: Intrinsics
-    plate: Tensor  # [H, W, 3] uint8 at the training resolution
     # True when no held-out frame shaped the neutral, the expression basis or the plate (preprocessed with
     # that holdout), or when nothing is held out
     rig_excludes_held_out: bool = True
+
+    @property
+    def plate(self) -> Tensor:  # [H, W, 3] uint8 at the training resolution: the one training renders over
+        return self.data.plate
 
 
 def _resize_bytes(images: np.ndarray, size: int) -> Tensor:
@@ -122,7 +125,7 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
         head_boxes=head_box(torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)),
         fingerprint=_fingerprint(clip, train_indices, holdout_indices), plate=plate,
     )
-    return PreparedClip(data, rig, topology, camera, plate, honest)
+    return PreparedClip(data, rig, topology, camera, honest)
 
 
 def _rig_excludes(clip, holdout_indices: list[int]) -> bool:
