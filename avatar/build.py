@@ -44,6 +44,7 @@ class PreparedClip:
     # True when no held-out frame shaped the neutral, the expression basis or the plate (preprocessed with
     # that holdout), or when nothing is held out
     rig_excludes_held_out: bool = True
+    tail_start: int | None = None  # first frame of the held-out tail (None: no tail held out)
 
     @property
     def plate(self) -> Tensor:  # [H, W, 3] uint8 at the training resolution: the one training renders over
@@ -86,12 +87,15 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
 
     resolution = config.resolution
     t = clip.num_frames
+    tail_start = None
     if t == 1:
         train_indices, holdout_indices = [0], []
     else:
+        seconds = config.holdout_seconds if holdout_seconds is None else holdout_seconds
         train_indices, holdout_indices = split_frames(
-            t, clip.fps, config.holdout_every if holdout_every is None else holdout_every,
-            config.holdout_seconds if holdout_seconds is None else holdout_seconds)
+            t, clip.fps, config.holdout_every if holdout_every is None else holdout_every, seconds)
+        tail_frames = int(round(seconds * clip.fps))  # as split_frames counts them
+        tail_start = t - tail_frames if tail_frames > 0 else None
         valid = set(np.flatnonzero(clip.valid).tolist())
         train_indices = [i for i in train_indices if i in valid]
         holdout_indices = [i for i in holdout_indices if i in valid]
@@ -125,7 +129,7 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
         head_boxes=head_box(torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)),
         fingerprint=_fingerprint(clip, train_indices, holdout_indices), plate=plate,
     )
-    return PreparedClip(data, rig, topology, camera, honest)
+    return PreparedClip(data, rig, topology, camera, honest, tail_start)
 
 
 def _rig_excludes(clip, holdout_indices: list[int]) -> bool:
@@ -199,13 +203,25 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
                       f"{label}: PSNR {scored.psnr_db:.2f} dB, SSIM {scored.ssim:.3f} (head region)",
                       real_label="real (held out)" if held_out else "real (trained on)")
     if held_out:
-        metrics = {**scored.to_dict(), "rig_excludes_held_out": prepared.rig_excludes_held_out}
+        metrics = {**scored.to_dict(), "rig_excludes_held_out": prepared.rig_excludes_held_out,
+                   **held_out_parts(scored, data.holdout_indices, prepared.tail_start)}
     else:
         metrics = {"fit_psnr_training_frame": scored.psnr_db, "fit_ssim_training_frame": scored.ssim,
                    "render_fps": scored.render_fps, "held_out_frames": 0}
     curves_path = save_curves(result.history, work_dir / "curves.png", scored.psnr_db if held_out else None)
     report("evaluating", 1.0, {"iteration": result.iterations})
     return result, metrics, {"preview.png": preview_path, "curves.png": curves_path}
+
+
+def held_out_parts(scored, holdout_indices: list[int], tail_start: int | None) -> dict:
+    """PSNR of the held-out tail (the last seconds: new poses and expressions, extrapolation) and of the frames
+    held out between training frames (interpolation), pooled like the overall PSNR; keys only for parts that
+    hold a scored frame."""
+    start = float("inf") if tail_start is None else tail_start
+    parts = {"psnr_tail": [i for i in holdout_indices if i >= start],
+             "psnr_interleaved": [i for i in holdout_indices if i < start]}
+    return {key: value for key, indices in parts.items()
+            if (value := scored.pooled_psnr(indices)) is not None}
 
 
 def assemble_avatar(name: str, clip, prepared: PreparedClip, config: TrainConfig, result: TrainResult,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,17 @@ class HeldOutMetrics:
     ssim: float
     render_fps: float
     num_frames: int
+    # frame index -> (summed squared error, channel values) over its head region: pooled PSNR of any subset
+    frame_errors: dict[int, tuple[float, int]] = field(default_factory=dict, repr=False)
+
+    def pooled_psnr(self, indices) -> float | None:
+        """PSNR (dB) pooled in the MSE domain over the scored frames among `indices`; None when none was scored."""
+        errors = [self.frame_errors[i] for i in indices if i in self.frame_errors]
+        count = sum(c for _, c in errors)
+        if count == 0:
+            return None
+        mse = sum(e for e, _ in errors) / count
+        return float("inf") if mse == 0 else float(-10 * np.log10(mse))
 
     def to_dict(self) -> dict[str, Any]:
         return {"psnr": self.psnr_db, "ssim": self.ssim, "render_fps": self.render_fps, "held_out_frames": self.num_frames}
@@ -77,7 +88,7 @@ def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingDat
     """
     if not indices:
         raise ValueError("no held-out frames to evaluate")
-    squared_errors, pixel_counts, ssims, renders = 0.0, 0, [], {}
+    squared_errors, pixel_counts, ssims, renders, frame_errors = 0.0, 0, [], {}, {}
     render_seconds = 0.0
     with torch.no_grad():
         # One untimed frame first: the FPS is the steady rate, not numba's one-time kernel load or compile.
@@ -91,15 +102,17 @@ def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingDat
             mask = head_mask(data.matte(index), None if data.head_boxes is None else data.head_boxes[index])
             if not bool(mask.any()):
                 continue
-            squared_errors += float(((color - real) ** 2)[mask].sum())
-            pixel_counts += int(mask.sum()) * 3
+            frame_errors[index] = (float(((color - real) ** 2)[mask].sum()), int(mask.sum()) * 3)
+            squared_errors += frame_errors[index][0]
+            pixel_counts += frame_errors[index][1]
             ssims.append(head_region_scores(color, real, mask)[1])
             renders[index] = color
     if pixel_counts == 0:
         raise ValueError("none of the held-out frames has a person in its matte")
     mse = squared_errors / pixel_counts
     psnr_db = float("inf") if mse == 0 else float(-10 * np.log10(mse))
-    return HeldOutMetrics(psnr_db, float(np.mean(ssims)), len(indices) / max(render_seconds, 1e-9), len(ssims)), renders
+    fps = len(indices) / max(render_seconds, 1e-9)
+    return HeldOutMetrics(psnr_db, float(np.mean(ssims)), fps, len(ssims), frame_errors), renders
 
 
 def save_side_by_side(real: list[Tensor], rendered: list[Tensor], path: Path, title: str = "",

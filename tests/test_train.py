@@ -164,11 +164,31 @@ def test_a_short_real_run_lowers_the_loss_and_saves_a_loadable_avatar(real_clip,
     loaded = Avatar.load(tmp_path / "obama")
     assert loaded.num_gaussians == avatar.num_gaussians and 0 < loaded.metrics["psnr"] < 60
     assert loaded.metrics["held_out_frames"] == len(prepared.data.holdout_indices)
+    # the tail (last 0.5 s) and the every-10th frames scored apart; their pooled MSE is the overall one
+    low, high = sorted((loaded.metrics["psnr_tail"], loaded.metrics["psnr_interleaved"]))
+    assert prepared.tail_start == real_clip.num_frames - round(0.5 * real_clip.fps)
+    assert low - 1e-9 <= loaded.metrics["psnr"] <= high + 1e-9
     assert (tmp_path / "obama" / "preview.png").stat().st_size > 0 and (tmp_path / "obama" / "curves.png").is_file()
     assert not (tmp_path / "ckpt").exists()  # the spent checkpoint is removed once the avatar is saved
     vertices = loaded.camera_vertices(loaded.rotations[:1], loaded.translations[:1], loaded.expression_coeffs[:1])
     image = loaded.render(vertices[0], loaded.background.float() / 255).color
     assert image.shape == (64, 64, 3)
+
+
+def test_held_out_psnr_splits_into_tail_and_interleaved_frames_pooled_in_the_mse_domain():
+    import math
+
+    from avatar.build import held_out_parts
+    from avatar.evaluate import HeldOutMetrics
+
+    # frame -> (squared error sum, channel values): MSE 0.01 on frames 0 and 10, 0.001 and 0.003 on the tail
+    scored = HeldOutMetrics(0.0, 0.9, 30.0, 4, {0: (1.0, 100), 10: (2.0, 200), 18: (0.1, 100), 19: (0.3, 100)})
+    parts = held_out_parts(scored, [0, 10, 18, 19], tail_start=18)
+    assert math.isclose(parts["psnr_interleaved"], 20.0)
+    assert math.isclose(parts["psnr_tail"], -10 * math.log10(0.002))  # pooled: (0.1 + 0.3) / 200, not a mean of dBs
+    assert held_out_parts(scored, [0, 10], tail_start=None) == {"psnr_interleaved": parts["psnr_interleaved"]}
+    assert scored.pooled_psnr([5, 6]) is None  # frames never scored (no person in the matte) give no number
+    assert held_out_parts(scored, [18, 19, 25], tail_start=18) == {"psnr_tail": parts["psnr_tail"]}
 
 
 def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
