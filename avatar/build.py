@@ -23,7 +23,8 @@ from torch import Tensor
 from avatar.evaluate import evaluate_frames, head_box, save_curves, save_side_by_side
 from avatar.model import Avatar, posed_vertices
 from avatar.rig import Intrinsics
-from avatar.train import TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames, train
+from avatar.train import (TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames,
+                          tail_frame_count, train)
 
 ProgressCallback = Callable[[str, float, dict], None]
 # Generic colours of the mouth interior (linear RGB), used where the clip never shows it (a photo, a closed
@@ -94,7 +95,7 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
         seconds = config.holdout_seconds if holdout_seconds is None else holdout_seconds
         train_indices, holdout_indices = split_frames(
             t, clip.fps, config.holdout_every if holdout_every is None else holdout_every, seconds)
-        tail_frames = int(round(seconds * clip.fps))  # as split_frames counts them
+        tail_frames = tail_frame_count(clip.fps, seconds)
         tail_start = t - tail_frames if tail_frames > 0 else None
         valid = set(np.flatnonzero(clip.valid).tolist())
         train_indices = [i for i in train_indices if i in valid]

@@ -60,15 +60,19 @@ class HeldOutMetrics:
 
     def pooled_psnr(self, indices) -> float | None:
         """PSNR (dB) pooled in the MSE domain over the scored frames among `indices`; None when none was scored."""
-        errors = [self.frame_errors[i] for i in indices if i in self.frame_errors]
-        count = sum(c for _, c in errors)
-        if count == 0:
-            return None
-        mse = sum(e for e, _ in errors) / count
-        return float("inf") if mse == 0 else float(-10 * np.log10(mse))
+        return pooled_psnr([self.frame_errors[i] for i in indices if i in self.frame_errors])
 
     def to_dict(self) -> dict[str, Any]:
         return {"psnr": self.psnr_db, "ssim": self.ssim, "render_fps": self.render_fps, "held_out_frames": self.num_frames}
+
+
+def pooled_psnr(errors: list[tuple[float, int]]) -> float | None:
+    """PSNR (dB) of (summed squared error, channel values) pairs, pooled in the MSE domain; None without values."""
+    count = sum(c for _, c in errors)
+    if count == 0:
+        return None
+    mse = sum(e for e, _ in errors) / count
+    return float("inf") if mse == 0 else float(-10 * np.log10(mse))
 
 
 def head_region_scores(rendered: Tensor, real: Tensor, mask: Tensor) -> tuple[float, float]:
@@ -88,7 +92,7 @@ def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingDat
     """
     if not indices:
         raise ValueError("no held-out frames to evaluate")
-    squared_errors, pixel_counts, ssims, renders, frame_errors = 0.0, 0, [], {}, {}
+    ssims, renders, frame_errors = [], {}, {}
     render_seconds = 0.0
     with torch.no_grad():
         # One untimed frame first: the FPS is the steady rate, not numba's one-time kernel load or compile.
@@ -103,14 +107,11 @@ def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingDat
             if not bool(mask.any()):
                 continue
             frame_errors[index] = (float(((color - real) ** 2)[mask].sum()), int(mask.sum()) * 3)
-            squared_errors += frame_errors[index][0]
-            pixel_counts += frame_errors[index][1]
             ssims.append(head_region_scores(color, real, mask)[1])
             renders[index] = color
-    if pixel_counts == 0:
+    psnr_db = pooled_psnr(list(frame_errors.values()))
+    if psnr_db is None:
         raise ValueError("none of the held-out frames has a person in its matte")
-    mse = squared_errors / pixel_counts
-    psnr_db = float("inf") if mse == 0 else float(-10 * np.log10(mse))
     fps = len(indices) / max(render_seconds, 1e-9)
     return HeldOutMetrics(psnr_db, float(np.mean(ssims)), fps, len(ssims), frame_errors), renders
 

@@ -178,9 +178,14 @@ def training_pair(data: TrainingData, index: int, config: TrainConfig) -> tuple[
     return background, composite(data.frame(index), data.matte(index), background)
 
 
+def tail_frame_count(fps: float, holdout_seconds: float) -> int:
+    """Frames in the held-out tail of `holdout_seconds` at `fps`."""
+    return int(round(holdout_seconds * fps))
+
+
 def split_frames(num_frames: int, fps: float, holdout_every: int, holdout_seconds: float) -> tuple[list[int], list[int]]:
     """Held-out split: every `holdout_every`-th frame (0, 10, 20...) and the last `holdout_seconds` are held out."""
-    tail = int(round(holdout_seconds * fps))
+    tail = tail_frame_count(fps, holdout_seconds)
     if tail >= num_frames:
         raise ValueError(f"holding out the last {holdout_seconds} s leaves no training frames in a {num_frames / fps:.1f} s clip")
     held = set(range(num_frames - tail, num_frames))
