@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avatar.evaluate import evaluate_frames, head_box, save_curves, save_side_by_side
-from avatar.model import Avatar, posed_vertices
+from avatar.model import Avatar
+from avatar.pose_refine import PoseTrack, refine_poses
 from avatar.rig import Intrinsics
 from avatar.train import (TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames,
-                          tail_frame_count, train)
+                          tail_frame_count, train, with_poses)
 
 ProgressCallback = Callable[[str, float, dict], None]
 # Generic colours of the mouth interior (linear RGB), used where the clip never shows it (a photo, a closed
@@ -32,6 +33,8 @@ ProgressCallback = Callable[[str, float, dict], None]
 GENERIC_PART_COLORS = {"upper_teeth": (0.92, 0.90, 0.85), "lower_teeth": (0.90, 0.88, 0.82),
                        "tongue": (0.70, 0.33, 0.33), "mouth_cavity": (0.12, 0.04, 0.04)}
 PREVIEW_FRAMES = 3
+# held-out frames are refined once, from the FaceMesh pose, so they get more steps than a training pass
+HELD_OUT_STEPS_FACTOR = 2
 
 
 @dataclass
@@ -118,17 +121,17 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
                                                    rig.body_rotation, rig.body_translation,
                                                    body_warps[train_indices]))
     topology = build_topology(rig.resolution)
-    vertices = posed_vertices(neutral, torch.from_numpy(clip.basis).float(), rig, rotations, translations,
-                              torch.from_numpy(clip.coeffs).float(), body_warps)
+    poses = PoseTrack(neutral, torch.from_numpy(clip.basis).float(), rig, rotations, translations,
+                      torch.from_numpy(clip.coeffs).float(), body_warps)
     camera = clip.camera.scaled(resolution, resolution)
     plate = _resize_bytes(clip.background[None], resolution)[0]
     data = TrainingData(
         frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),
-        vertices=vertices, faces=topology.faces,
+        vertices=poses.vertices(), faces=topology.faces,
         camera=Camera(camera.fx, camera.fy, camera.cx, camera.cy, resolution, resolution, torch.eye(4)),
         train_indices=train_indices, holdout_indices=holdout_indices,
         head_boxes=head_box(torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)),
-        fingerprint=_fingerprint(clip, train_indices, holdout_indices), plate=plate,
+        fingerprint=_fingerprint(clip, train_indices, holdout_indices), plate=plate, poses=poses,
     )
     return PreparedClip(data, rig, topology, camera, honest, tail_start)
 
@@ -194,8 +197,21 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
     _generic_mouth_colors(initial[0], initial[1], prepared.topology)
     result = train(data, config, checkpoint_dir=checkpoint_dir, progress=report, preview=preview, resume=resume,
                    initial=initial)
-    report("evaluating", 0.0, {"iteration": result.iterations})
     held_out = bool(data.holdout_indices)
+    facemesh_scores = {}
+    if result.poses is not None:
+        data = with_poses(data, result.poses)
+        if held_out:
+            # held-out frames are tracked like the training frames were: FaceMesh, then their head poses refined
+            # against the finished avatar (its Gaussians never see these pictures); the FaceMesh-only score is kept
+            plain, _ = evaluate_frames(result.params, result.parent, data, data.holdout_indices, plate, config.backend)
+            facemesh_scores = {"psnr_facemesh_poses": plain.psnr_db, "ssim_facemesh_poses": plain.ssim}
+            track = refine_poses(result.params, result.parent, data.poses, data, data.holdout_indices,
+                                 config.pose_refine_options(HELD_OUT_STEPS_FACTOR), config.backend,
+                                 lambda stage, fraction, info: report(stage, fraction, info))
+            data = with_poses(data, track)
+        result = replace(result, poses=data.poses)
+    report("evaluating", 0.0, {"iteration": result.iterations})
     scored, renders = evaluate_frames(result.params, result.parent, data,
                                       data.holdout_indices if held_out else data.train_indices, plate, config.backend)
     shown = [i for i in picks if i in renders]
@@ -205,7 +221,7 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
                       real_label="real (held out)" if held_out else "real (trained on)")
     if held_out:
         metrics = {**scored.to_dict(), "rig_excludes_held_out": prepared.rig_excludes_held_out,
-                   **held_out_parts(scored, data.holdout_indices, prepared.tail_start)}
+                   **held_out_parts(scored, data.holdout_indices, prepared.tail_start), **facemesh_scores}
     else:
         metrics = {"fit_psnr_training_frame": scored.psnr_db, "fit_ssim_training_frame": scored.ssim,
                    "render_fps": scored.render_fps, "held_out_frames": 0}
@@ -231,6 +247,9 @@ def assemble_avatar(name: str, clip, prepared: PreparedClip, config: TrainConfig
     from avatar.mesh import PARTS
 
     gaussians = {"parent": result.parent.long(), **{k: v.detach().float().contiguous() for k, v in result.params.items()}}
+    # the head-pose track: refined against the avatar where training refined it (`avatar.pose_refine`)
+    rotations, translations = ((result.poses.rotations, result.poses.translations) if result.poses is not None else
+                               (torch.from_numpy(clip.rotation).float(), torch.from_numpy(clip.translation).float()))
     # 4 decimals of a minute (6 ms): a short run (a photo, a CI preset) never reads as 0 minutes of training
     stats = {"iterations": result.iterations, "train_seconds": round(result.seconds, 3),
              "train_minutes": round(result.seconds / 60, 4), "num_gaussians": int(result.parent.shape[0]),
@@ -240,7 +259,7 @@ def assemble_avatar(name: str, clip, prepared: PreparedClip, config: TrainConfig
         name=name, camera=prepared.camera, gaussians=gaussians, neutral=torch.from_numpy(clip.neutral).float(),
         expression_basis=torch.from_numpy(clip.basis).float(), faces=prepared.topology.faces,
         face_part=prepared.topology.face_part, mesh_rig=prepared.rig.to_tensors(), mesh_rig_meta=prepared.rig.metadata(),
-        rotations=torch.from_numpy(clip.rotation).float(), translations=torch.from_numpy(clip.translation).float(),
+        rotations=rotations.float().contiguous(), translations=translations.float().contiguous(),
         expression_coeffs=torch.from_numpy(clip.coeffs).float(), background=prepared.plate, fps=float(clip.fps),
         config=config.to_dict(), stats=stats, metrics=metrics, parts=list(PARTS),
     )
@@ -259,6 +278,8 @@ def build_avatar_from_clip(clip, name: str, config: TrainConfig, destination: Pa
         avatar = assemble_avatar(name, clip, prepared, config, result, metrics,
                                  {"build_seconds": round(time.monotonic() - start, 1), **(extra_stats or {})})
         avatar.save(destination, extra_files=files)
+    if result.poses is not None:  # the tracked frames as training and evaluation posed them
+        prepared = replace(prepared, data=with_poses(prepared.data, result.poses))
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the avatar is safely saved; the checkpoint is spent
     return avatar, prepared

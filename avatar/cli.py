@@ -154,7 +154,7 @@ def run_eval(args: argparse.Namespace) -> int:
             shapes = (learn_shapes_from_clip(clip, out, holdout_from_frame=tail[0])
                       or generic_viseme_shapes(avatar.num_expressions))
             mouth = load_mouth_model(out, avatar.num_expressions, avatar.fps)  # fitted above, training part only
-            poses = (clip.rotation[tail], clip.translation[tail])
+            poses = (avatar.rotations[tail].numpy(), avatar.translations[tail].numpy())  # tracked (and refined)
             _, driven = render_lipsync_tail(avatar, audio, clip.audio_sample_rate, poses, out / "lipsync.mp4", shapes,
                                             mouth=mouth)
             lipsync = lipsync_scores(list(driven), list(prepared.data.frames[tail[0]:].numpy()))
@@ -171,6 +171,9 @@ def run_eval(args: argparse.Namespace) -> int:
         "resolution": avatar.camera.width, "fps": clip.fps, "tail_frames": len(tail),
         "reconstruction": str(out / "reconstruction.mp4"),
     }
+    if "psnr_facemesh_poses" in scored:  # the same avatar scored with the tail's FaceMesh poses, unrefined
+        metrics.update({"psnr_facemesh_poses": scored["psnr_facemesh_poses"],
+                        "ssim_facemesh_poses": scored["ssim_facemesh_poses"]})
     if lipsync is not None:
         metrics.update({"lipsync": str(out / "lipsync.mp4"), "lipsync_open_r": lipsync["open_r"],
                         "lipsync_lmd_pct": lipsync["lmd_pct"],

@@ -21,7 +21,8 @@ def photo_config(**overrides) -> TrainConfig:
     """The photo preset: 256 px, one Gaussian set fitted to one frame within PHOTO_TIME_BUDGET_S."""
     settings = dict(preset="photo", time_budget_s=PHOTO_TIME_BUDGET_S, iterations=400, densify_from=100,
                     densify_every=100, holdout_every=0, holdout_seconds=0.0, preview_every=0,
-                    plate_fraction=0.0)  # one photo's plate is inpainted guesswork: alpha from the matte only
+                    plate_fraction=0.0,  # one photo's plate is inpainted guesswork: alpha from the matte only
+                    pose_refine_at=())  # one picture: the Gaussians fit its pose as it is, nothing to register
     return preset("fast", **{**settings, **overrides})
 
 

@@ -15,6 +15,10 @@ Adam with one learning rate per parameter group; every `densify_every` iteration
 accumulated screen-space gradients are cloned (small ones) or split (large ones) and transparent ones are
 pruned, never removing the last Gaussian of a triangle.
 
+With `pose_refine_at`, the training frames' rigid head poses are refined against the Gaussians so far at
+those points of the schedule (`avatar.pose_refine`: FaceMesh poses are off by up to a degree and several mm of
+depth, and misregistered frames teach a blurred average); training continues on the refined vertices.
+
 Checkpoints (parameters + Adam state + densify statistics as safetensors, the rest as JSON) are written every
 `checkpoint_every_s` seconds and at the end; `train()` resumes from a checkpoint in `checkpoint_dir` when one
 exists, so a killed run continues where it stopped.
@@ -81,12 +85,26 @@ class TrainConfig:
     checkpoint_every_s: float = 120.0
     checkpoint_every_iterations: int = 0  # 0: by time only (tests use iterations for determinism)
     preview_every: int = 500
+    # schedule fractions at which the training frames' head poses are refined against the avatar so far
+    # (`avatar.pose_refine`; needs TrainingData.poses); held-out frames are refined once, after training
+    pose_refine_at: tuple[float, ...] = ()
+    pose_refine_steps: int = 8  # Adam steps per frame and pass
+    pose_refine_resolution: int = 256  # render-and-compare size in pixels
     seed: int = 0
     backend: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.plate_fraction <= 1.0:
             raise ValueError(f"plate_fraction must be in [0, 1], got {self.plate_fraction}")
+        self.pose_refine_at = tuple(float(f) for f in self.pose_refine_at)  # JSON gives a list
+        if any(not 0.0 <= f < 1.0 for f in self.pose_refine_at) or list(self.pose_refine_at) != sorted(self.pose_refine_at):
+            raise ValueError(f"pose_refine_at must be increasing fractions in [0, 1), got {self.pose_refine_at}")
+
+    def pose_refine_options(self, steps_factor: int = 1):
+        """The refinement options of this run (`avatar.pose_refine.PoseRefineOptions`)."""
+        from avatar.pose_refine import PoseRefineOptions
+
+        return PoseRefineOptions(steps=self.pose_refine_steps * steps_factor, resolution=self.pose_refine_resolution)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +127,8 @@ PRESETS: dict[str, TrainConfig] = {
     # budget stops it (about 0.13 s an iteration at 30k Gaussians: ~12,000 iterations; 9,750 before the fast
     # D-SSIM).
     "standard": TrainConfig(preset="standard", resolution=512, iterations=14000, time_budget_s=1560.0,
-                            densify_every=300, densify_from=500, max_gaussians=30000, preview_every=1000),
+                            densify_every=300, densify_from=500, max_gaussians=30000, preview_every=1000,
+                            pose_refine_at=(0.25, 0.6), pose_refine_steps=10),
     # CI: seconds, tiny images.
     "tiny": TrainConfig(preset="tiny", resolution=48, iterations=60, time_budget_s=600.0, gaussians_per_face=1,
                         densify_every=20, densify_from=20, densify_grad_threshold=1e-5, preview_every=0,
@@ -143,6 +162,7 @@ class TrainingData:
     head_boxes: Tensor | None = None  # [T, 4] x0, y0, x1, y1 pixels of the head region (metrics only)
     plate: Tensor | None = None  # [H, W, 3] uint8 background plate (None: random colours only)
     fingerprint: str = ""  # identifies the clip and split; a checkpoint of other data is not resumed
+    poses: Any = None  # avatar.pose_refine.PoseTrack that made `vertices` (needed to refine poses), or None
 
     def __post_init__(self) -> None:
         t = self.frames.shape[0]
@@ -158,6 +178,8 @@ class TrainingData:
             raise ValueError("camera size differs from the frame size")
         if not self.train_indices:
             raise ValueError("no training frames are left after holding frames out; use a longer clip")
+        if self.poses is not None and self.poses.rotations.shape[0] != t:
+            raise ValueError(f"poses must cover the T={t} frames, got {self.poses.rotations.shape[0]}")
         if self.plate is not None and (self.plate.dtype != torch.uint8 or self.plate.shape != self.frames.shape[1:]):
             raise ValueError(f"plate must be uint8 [H, W, 3] = {tuple(self.frames.shape[1:])}, got "
                              f"{self.plate.dtype} {tuple(self.plate.shape)}")
@@ -205,6 +227,7 @@ class TrainResult:
     seconds: float
     resumed_from: int
     history: dict[str, list[float]] = field(default_factory=dict)
+    poses: Any = None  # the PoseTrack after the last pose refinement (None: no refinement ran)
 
 
 def initial_gaussians_for(data: TrainingData, config: TrainConfig, sample_frames: int = 16):
@@ -248,8 +271,9 @@ def _checkpoint_paths(checkpoint_dir: Path) -> tuple[Path, Path]:
 
 def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Tensor, optimizer: torch.optim.Adam,
                     stats: dict[str, Tensor], iteration: int, elapsed_s: float, config: TrainConfig,
-                    history: dict[str, list[float]], fingerprint: str = "") -> None:
-    """Write parameters, Adam moments, densify statistics and the RNG state atomically."""
+                    history: dict[str, list[float]], fingerprint: str = "", poses=None, pose_refinements: int = 0) -> None:
+    """Write parameters, Adam moments, densify statistics, refined poses (a PoseTrack or None) and the RNG
+    state atomically."""
     tensors = {f"param.{k}": v.detach().contiguous() for k, v in params.items()}
     tensors["parent"] = parent.contiguous()
     steps = {}
@@ -262,7 +286,10 @@ def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Ten
     for k, v in stats.items():
         tensors[f"stats.{k}"] = v.contiguous()
     tensors["rng"] = torch.get_rng_state()
-    meta = {"version": CHECKPOINT_VERSION, "iteration": iteration, "elapsed_s": elapsed_s, "config": config.to_dict(),
+    if poses is not None:
+        tensors["poses.rotations"] = poses.rotations.contiguous()
+        tensors["poses.translations"] = poses.translations.contiguous()
+    meta = {"pose_refinements": pose_refinements if poses is not None else 0, "version": CHECKPOINT_VERSION, "iteration": iteration, "elapsed_s": elapsed_s, "config": config.to_dict(),
             "adam_steps": steps, "lrs": {g["name"]: g["lr"] for g in optimizer.param_groups}, "history": history,
             "fingerprint": fingerprint}
     with atomic_folder(checkpoint_dir) as staging:
@@ -272,7 +299,8 @@ def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Ten
 
 
 def load_checkpoint(checkpoint_dir: Path, config: TrainConfig, fingerprint: str | None = None):
-    """Read a checkpoint; returns (params, parent, optimizer, stats, iteration, elapsed, history) or None.
+    """Read a checkpoint; returns (params, parent, optimizer, stats, iteration, elapsed, history, refined) or
+    None, where refined is (rotations [T, 3, 3], translations [T, 3], passes done) after a pose refinement, else None.
 
     None also when the checkpoint was made from other data (its fingerprint differs): that run is stale.
     """
@@ -303,7 +331,11 @@ def load_checkpoint(checkpoint_dir: Path, config: TrainConfig, fingerprint: str 
             }
     stats = {k[len("stats."):]: v.clone() for k, v in tensors.items() if k.startswith("stats.")}
     torch.set_rng_state(tensors["rng"])
-    return params, parent, optimizer, stats, int(meta["iteration"]), float(meta["elapsed_s"]), meta.get("history", {})
+    refined = None
+    if meta.get("pose_refinements", 0) and "poses.rotations" in tensors:
+        refined = (tensors["poses.rotations"], tensors["poses.translations"], int(meta["pose_refinements"]))
+    return (params, parent, optimizer, stats, int(meta["iteration"]), float(meta["elapsed_s"]), meta.get("history", {}),
+            refined)
 
 
 def _apply_plan(params: dict[str, Tensor], optimizer: torch.optim.Adam, plan) -> dict[str, Tensor]:
@@ -318,6 +350,10 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
           resume: bool = True, initial: tuple[dict[str, Tensor], Tensor] | None = None) -> TrainResult:
     """Optimise Gaussians bound to `data`'s mesh; resumes from `checkpoint_dir` when it holds a checkpoint.
 
+    With `config.pose_refine_at` and `data.poses`, the training frames' head poses are refined against the
+    Gaussians so far at those schedule fractions (`avatar.pose_refine`) and training continues on the refined
+    vertices; the refined track is in the result (and in checkpoints, so a resumed run keeps it).
+
     progress(stage, fraction, info) is called about every 1 % with info {"iteration", "loss", "psnr"};
     preview(params, parent, iteration) every `config.preview_every` iterations (for preview PNGs).
     initial: starting (params, parent) instead of `initial_gaussians` on the first training frame.
@@ -326,8 +362,12 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
     restored = None
     if checkpoint_dir is not None and resume:
         restored = load_checkpoint(checkpoint_dir, config, data.fingerprint)
+    refinements = 0
     if restored is not None:
-        params, parent, optimizer, stats, start, elapsed_before, history = restored
+        params, parent, optimizer, stats, start, elapsed_before, history, refined = restored
+        if refined is not None and data.poses is not None:
+            rotations, translations, refinements = refined
+            data = with_poses(data, replace(data.poses, rotations=rotations, translations=translations))
     else:
         params, parent = initial if initial is not None else initial_gaussians_for(data, config)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
@@ -341,6 +381,7 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
     report_every = max(1, config.iterations // 100)
     iteration = start
     window_loss, window_psnr = [], []
+    refine = config.pose_refine_at if data.poses is not None else ()
     while iteration < config.iterations:
         elapsed = elapsed_before + (time.monotonic() - run_start)
         if elapsed > config.time_budget_s:
@@ -348,6 +389,18 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         # Schedules follow whichever budget runs out first (iterations or time), so a slow machine still
         # anneals and stops densifying before the end.
         schedule = max(iteration / config.iterations, elapsed / config.time_budget_s)
+        if refinements < len(refine) and schedule >= refine[refinements]:
+            from avatar.pose_refine import refine_poses
+
+            def refine_progress(stage: str, fraction: float, info: dict) -> None:
+                if progress is not None:
+                    progress(stage, fraction, {**info, "iteration": iteration, "pass": refinements + 1})
+
+            track = refine_poses(params, parent, data.poses, data, data.train_indices, config.pose_refine_options(),
+                                 config.backend, refine_progress)
+            data = with_poses(data, track)
+            refinements += 1
+            continue  # the refinement took time: re-check the budget and schedule before the next iteration
         index = data.train_indices[int(torch.randint(len(data.train_indices), (1,)))]
         background, target = training_pair(data, index, config)
         out, means = render_frame(params, parent, data.vertices[index], data.faces, data.camera, background,
@@ -404,11 +457,18 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         due_by_count = config.checkpoint_every_iterations and iteration % config.checkpoint_every_iterations == 0
         if checkpoint_dir is not None and (due_by_count or now - last_checkpoint > config.checkpoint_every_s):
             save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration,
-                            elapsed_before + now - run_start, config, history, data.fingerprint)
+                            elapsed_before + now - run_start, config, history, data.fingerprint, data.poses,
+                            refinements)
             last_checkpoint = now
     elapsed = elapsed_before + time.monotonic() - run_start
     if checkpoint_dir is not None:
         save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration, elapsed, config, history,
-                        data.fingerprint)
+                        data.fingerprint, data.poses, refinements)
     return TrainResult(params={k: v.detach() for k, v in params.items()}, parent=parent, iterations=iteration,
-                       seconds=elapsed, resumed_from=start, history=history)
+                       seconds=elapsed, resumed_from=start, history=history,
+                       poses=data.poses if refinements else None)
+
+
+def with_poses(data: TrainingData, track) -> TrainingData:
+    """`data` with its head poses (and so its vertices) replaced by those of PoseTrack `track`."""
+    return replace(data, poses=track, vertices=track.vertices())

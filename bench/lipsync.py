@@ -67,7 +67,7 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     shapes = learn_shapes_from_clip(clip, out, holdout_from_frame=first) or generic_viseme_shapes(avatar.num_expressions)
     mouth = load_mouth_model(out, avatar.num_expressions, avatar.fps)
     real = prepared.data.frames[first:].numpy()
-    poses = (clip.rotation[tail], clip.translation[tail])
+    poses = (avatar.rotations[tail].numpy(), avatar.translations[tail].numpy())  # tracked (and refined) head poses
     row = {"video": path.name}
     real_open = mouth_open_curve(track_landmarks(list(real)))
     neutral, basis = avatar.neutral.numpy(), avatar.expression_basis.numpy()

@@ -8,6 +8,9 @@ side-by-side PNG of held-out frames (real | rendered | difference) to bench/trai
 `minutes` is the whole build (tracking + training + evaluation); `train_minutes` training alone. `psnr` pools
 all held-out frames; `psnr_interleaved` the every-10th frames (between training frames: interpolation),
 `psnr_tail` the last 4 s (poses and expressions after the training part: extrapolation).
+Held-out frames are posed as training frames are: FaceMesh tracking, then (presets with `pose_refine_at`) their
+rigid head pose refined against the finished avatar (`avatar.pose_refine`); `psnr_facemesh_poses` /
+`ssim_facemesh_poses` score the same avatar with the FaceMesh poses alone.
 Timings depend on the machine's load: the CPU here is shared.
 """
 from __future__ import annotations
@@ -54,6 +57,8 @@ def bench_one(video: Path, preset_name: str) -> dict:
             "gaussians": int(result.parent.shape[0]), "resolution": config.resolution,
             "psnr": round(metrics["psnr"], 2), "ssim": round(metrics["ssim"], 4),
             "psnr_interleaved": round(metrics["psnr_interleaved"], 2), "psnr_tail": round(metrics["psnr_tail"], 2),
+            "psnr_facemesh_poses": round(metrics["psnr_facemesh_poses"], 2) if "psnr_facemesh_poses" in metrics else "-",
+            "ssim_facemesh_poses": round(metrics["ssim_facemesh_poses"], 4) if "ssim_facemesh_poses" in metrics else "-",
             "render_fps": round(metrics["render_fps"], 1), "held_out_frames": metrics["held_out_frames"],
             "picture": str(picture.relative_to(REPO))}
 
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(bench_one(video, preset_name))
             print(f"done: {runs[-1]}", flush=True)
     columns = ["video", "preset", "minutes", "train_minutes", "iterations", "gaussians", "resolution", "psnr", "ssim",
-               "psnr_interleaved", "psnr_tail", "render_fps"]
+               "psnr_interleaved", "psnr_tail", "psnr_facemesh_poses", "ssim_facemesh_poses", "render_fps"]
     emit({"runs": [{k: r[k] for k in ("video", "preset", "minutes", "psnr", "ssim", "render_fps")} for r in runs]},
          format_table(runs, columns), args.json)
     return 0
