@@ -119,14 +119,15 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # <= 5 min here: 256 px; the 4 min training budget is what stops it on a 2-core machine (about 5,000
-    # iterations since the fast D-SSIM, `avatar.ssim_fast`; 4,200 before), so with preprocessing the build ends
-    # near 4.5 min. 10k Gaussians keep rendering fast.
-    "fast": TrainConfig(preset="fast", resolution=256, iterations=6000, time_budget_s=240.0, max_gaussians=10000),
-    # <= 30 min here: 512 px, more Gaussians and iterations (capped so it still renders at >= 25 FPS); the 26 min
-    # budget stops it (about 0.13 s an iteration at 30k Gaussians: ~12,000 iterations; 9,750 before the fast
-    # D-SSIM).
-    "standard": TrainConfig(preset="standard", resolution=512, iterations=14000, time_budget_s=1560.0,
+    # <= 5 min here: 256 px; the 3.7 min training budget (one pose-refinement pass at 128 px inside it) is what
+    # stops it on a 2-core machine, and with preprocessing and the held-out frames' refinement the build ends
+    # near 4.5 min. 10k Gaussians keep rendering fast. (Refining at 256 px took the build to 5.4 min.)
+    "fast": TrainConfig(preset="fast", resolution=256, iterations=6000, time_budget_s=220.0, max_gaussians=10000,
+                        pose_refine_at=(0.3,), pose_refine_resolution=128),
+    # <= 30 min here: 512 px, more Gaussians and iterations (capped so it still renders at >= 25 FPS); the 25 min
+    # budget stops it (about 0.11 s an iteration at 30k Gaussians, and two pose-refinement passes of about 2 min
+    # each inside it); the held-out frames' refinement adds about 2 min after it.
+    "standard": TrainConfig(preset="standard", resolution=512, iterations=14000, time_budget_s=1500.0,
                             densify_every=300, densify_from=500, max_gaussians=30000, preview_every=1000,
                             pose_refine_at=(0.25, 0.6), pose_refine_steps=10),
     # CI: seconds, tiny images.
@@ -289,9 +290,9 @@ def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Ten
     if poses is not None:
         tensors["poses.rotations"] = poses.rotations.contiguous()
         tensors["poses.translations"] = poses.translations.contiguous()
-    meta = {"pose_refinements": pose_refinements if poses is not None else 0, "version": CHECKPOINT_VERSION, "iteration": iteration, "elapsed_s": elapsed_s, "config": config.to_dict(),
+    meta = {"version": CHECKPOINT_VERSION, "iteration": iteration, "elapsed_s": elapsed_s, "config": config.to_dict(),
             "adam_steps": steps, "lrs": {g["name"]: g["lr"] for g in optimizer.param_groups}, "history": history,
-            "fingerprint": fingerprint}
+            "fingerprint": fingerprint, "pose_refinements": pose_refinements if poses is not None else 0}
     with atomic_folder(checkpoint_dir) as staging:
         tensor_path, json_path = _checkpoint_paths(staging)
         save_file(tensors, str(tensor_path))
@@ -400,6 +401,11 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
                                  config.backend, refine_progress)
             data = with_poses(data, track)
             refinements += 1
+            if checkpoint_dir is not None:  # a pass is minutes of work: keep it even if the run is killed next
+                last_checkpoint = time.monotonic()
+                save_checkpoint(checkpoint_dir, params, parent, optimizer, stats, iteration,
+                                elapsed_before + last_checkpoint - run_start, config, history, data.fingerprint,
+                                data.poses, refinements)
             continue  # the refinement took time: re-check the budget and schedule before the next iteration
         index = data.train_indices[int(torch.randint(len(data.train_indices), (1,)))]
         background, target = training_pair(data, index, config)
