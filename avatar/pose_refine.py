@@ -37,7 +37,7 @@ class PoseRefineOptions:
     """How a refinement pass runs (per call)."""
 
     steps: int = 12  # Adam steps per frame
-    resolution: int = 256  # render and compare at this size (the frame is box-filtered down to it)
+    resolution: int = 256  # render and compare at this width (the frame is filtered down to it)
     lr_rotation: float = 2e-3  # radians
     lr_translation: float = 4e-4  # head-frame units (metres)
     max_rotation: float = 0.1  # radians: a larger correction is a failed fit and is dropped
@@ -100,11 +100,11 @@ def axis_angle_to_matrix(rotation_vector: Tensor) -> Tensor:
     return torch.eye(3, dtype=rotation_vector.dtype) + sinc * cross + cosc * (cross @ cross)
 
 
-def _downsample(image: Tensor, size: int) -> Tensor:
-    """[H, W, C] -> [size, size, C] by antialiased bilinear filtering."""
-    if image.shape[0] == size and image.shape[1] == size:
+def _downsample(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """[H, W, C] -> [height, width, C] (size) by antialiased bilinear filtering."""
+    if tuple(image.shape[:2]) == tuple(size):
         return image
-    out = F.interpolate(image.permute(2, 0, 1)[None], size=(size, size), mode="bilinear", antialias=True,
+    out = F.interpolate(image.permute(2, 0, 1)[None], size=tuple(size), mode="bilinear", antialias=True,
                         align_corners=False)
     return out[0].permute(1, 2, 0)
 
@@ -127,17 +127,17 @@ def refine_poses(params: dict[str, Tensor], parent: Tensor, track: PoseTrack, da
     camera = Camera(data.camera.fx * scale, data.camera.fy * scale, data.camera.cx * scale, data.camera.cy * scale,
                     options.resolution, round(data.camera.height * scale), torch.eye(4))
     size = (camera.height, camera.width)
-    plate = _downsample(data.plate.float() / 255.0, options.resolution)
+    plate = _downsample(data.plate.float() / 255.0, size)
     frozen = {k: v.detach() for k, v in params.items()}
     rotations, translations = track.rotations.clone(), track.translations.clone()
     warm_w, warm_d = torch.zeros(3), torch.zeros(3)
     order = sorted(set(int(i) for i in indices))
     for step_index, index in enumerate(order):
-        real = _downsample(data.frame(index), options.resolution)
-        matte = _downsample(data.matte(index)[..., None], options.resolution)[..., 0]
+        real = _downsample(data.frame(index), size)
+        matte = _downsample(data.matte(index)[..., None], size)[..., 0]
         box = None if data.head_boxes is None else data.head_boxes[index] * scale
         mask = head_mask(matte, box)
-        if not bool(mask.any()) or size != tuple(real.shape[:2]):
+        if not bool(mask.any()):
             continue
         w = warm_w.clone().requires_grad_(True)
         d = warm_d.clone().requires_grad_(True)
