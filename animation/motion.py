@@ -237,10 +237,10 @@ def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coef
     weights: [T, 15] viseme weights; phone_coeffs [T, K] / phone_generic [T, G]: the phone-based mouth. The mix
     (`animation.mouth_model.blend_with_phones`, its share chosen by cross-validation at fitting) also hands the
     p/b/m closures to the phones. When replaying a recording whose video leads its audio, the phone track is
-    moved by the same offset.
+    moved by that recording's phone shift (`MouthModelFacts.phone_shift`).
     """
     predicted = mouth.predict(speech.waveform, speech.sample_rate, n, weights, delay_frames)
-    shift = 0 if delay_frames is None else int(delay_frames) - mouth.facts.speech_delay_frames
+    shift = mouth.facts.phone_shift(delay_frames)
     index = np.clip(np.arange(n) + shift, 0, n - 1)
     closure = weights[index, VISEME_INDEX[BILABIAL_CLASS]]  # [T]
     # Pauses of synthetic speech are digital silence, far below any recording's noise floor the model was fitted

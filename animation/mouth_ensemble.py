@@ -32,22 +32,28 @@ def merge_members(members: list, reference_delay: int):
     members: (facts, mean, scale, weights, intercept) per model, all fitted on the same frames and features
     (same bands and fps), differing in delay, offsets, viseme features and mix share. Each is linear in columns
     "feature f at frame t + delay + offset", so their share-weighted average is linear in the union of those
-    columns, written at offsets from `reference_delay` (the saved recording delay). Mixing that average with the
-    phone-based mouth at the mean share equals averaging the members' own mixes (`blend_with_phones` is linear
+    columns, written at offsets from `reference_delay` (the saved recording delay); the viseme columns likewise
+    at offsets from the phone track's replay position (each member's `phone_shift`; a fitted model's members
+    share it). Mixing that average with the phone-based mouth at the mean share equals averaging the members' own mixes (`blend_with_phones` is linear
     in the share). A column shared by members has the same standardisation in each (same data, same rows)."""
     first = members[0][0]
     bands = first.num_bands + 1
+    if len({f.phone_shift_frames is None for f, *_ in members}) > 1:
+        raise ValueError("members must all have a measured phone shift, or none of them")
+    # where each member's phone track sits when the recording is replayed, against the merged model's
+    replay_shift = (reference_delay - first.speech_delay_frames if first.phone_shift_frames is None
+                    else first.phone_shift_frames)
+    viseme_lags = [f.phone_shift(f.recording_delay_frames) - replay_shift for f, *_ in members]
     audio_offsets = sorted({f.recording_delay_frames - reference_delay + o for f, *_ in members for o in f.offsets})
-    viseme_offsets = sorted({f.recording_delay_frames - reference_delay + o for f, *_ in members
-                             for o in f.viseme_offsets})
+    viseme_offsets = sorted({lag + o for (f, *_), lag in zip(members, viseme_lags) for o in f.viseme_offsets})
     width = len(audio_offsets) * bands + len(viseme_offsets) * len(VISEMES)
     mean, scale = np.zeros(width), np.ones(width)
     weights, intercept = np.zeros((width, first.num_coeffs)), np.zeros(first.num_coeffs)
     total = sum(f.audio_share for f, *_ in members)
-    for f, member_mean, member_scale, member_weights, member_intercept in members:
+    for (f, member_mean, member_scale, member_weights, member_intercept), lag in zip(members, viseme_lags):
         shift = f.recording_delay_frames - reference_delay
         columns = [audio_offsets.index(shift + o) * bands + j for o in f.offsets for j in range(bands)]
-        columns += [len(audio_offsets) * bands + viseme_offsets.index(shift + o) * len(VISEMES) + j
+        columns += [len(audio_offsets) * bands + viseme_offsets.index(lag + o) * len(VISEMES) + j
                     for o in f.viseme_offsets for j in range(len(VISEMES))]
         mean[columns], scale[columns] = member_mean, member_scale
         weights[columns] += f.audio_share / total * member_weights
@@ -55,7 +61,7 @@ def merge_members(members: list, reference_delay: int):
     facts = MouthModelFacts(first.fps, first.num_coeffs, first.num_bands, audio_offsets, viseme_offsets,
                             first.ridge_lambda, total / len(members), reference_delay, first.speech_delay_frames,
                             first.training_frames, first.cv_open_r, components=first.components,
-                            members=len(members))
+                            members=len(members), phone_shift_frames=first.phone_shift_frames)
     return facts, mean, scale, weights, intercept
 
 

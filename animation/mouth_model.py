@@ -20,7 +20,13 @@ person's own video. With 15-60 s of video a small linear model is what the data 
   their training mean: the basis is a PCA, and its small components are the ones audio cannot predict (noise
   on the lips; Obama cross-validated r 0.625 -> 0.640 with 4 of 24);
 - the result is mixed with the phone-based mouth (`blend_with_phones`): the two make different errors, and
-  the phones time the p/b/m closures that smoothed audio features round off;
+  the phones time the p/b/m closures that smoothed audio features round off. Replaying the recording, the phone
+  track (and the viseme features) move by the recording's own phone shift (`mouth_delay.measure_phone_shift`),
+  and the viseme shapes are learned with it; it is not the audio delay: on the Obama clip the phones lag the
+  mouth by 5 frames, the spectral features fit best at 7. Measured on 4-s windows of the training parts
+  (`bench.lipsync_windows --render`, 2026-12-05), against moving the phones with the audio delay and learning
+  the shapes unshifted: rendered opening r 0.584 -> 0.597 (Obama), 0.487 -> 0.508 (German), LMD 2.39 -> 2.35 %,
+  1.67 -> 1.67 %;
 - the mix's motion around the training mean is then scaled by its least-squares calibration slope
   (`animation.mouth_ensemble.amplitude_gain`: the real opening regressed on the cross-validated mix's,
   1.0-1.6x on the shared clips):
@@ -58,6 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from animation.audio_features import frame_features, with_context
+from animation.mouth_delay import estimate_delay, measure_phone_shift, pearson
 from animation.lipsync_metrics import EYE_LEFT, EYE_RIGHT, LOWER_INNER, UPPER_INNER
 from animation.visemes import VISEMES
 
@@ -114,6 +121,14 @@ class MouthFitOptions:
         if not self.min_delay_s <= 0 <= self.max_delay_s:
             raise ValueError(f"delay range must contain 0, got [{self.min_delay_s}, {self.max_delay_s}]")
 
+    def delay_range(self, fps: float) -> tuple[int, int]:
+        """The lags searched for a recording's delays, in frames at `fps` -> (lowest, highest)."""
+        return int(np.floor(self.min_delay_s * fps)), int(np.ceil(self.max_delay_s * fps))
+
+    def speech_delay(self, fps: float) -> int:
+        """The natural lead of the lips over the sound, in frames at `fps`."""
+        return int(round(self.natural_delay_s * fps))
+
 
 @dataclass
 class MouthModelFacts:
@@ -135,11 +150,25 @@ class MouthModelFacts:
     components: int = 0  # coefficients predicted: the leading ones of the basis (0 = all); the rest stay at mean
     gain: float = 1.0  # the final mouth's motion around the training mean is scaled by this (`amplify`)
     members: int = 1  # configurations averaged into this one linear model (`mouth_ensemble.merge_members`)
+    # Replaying the recording, the phone track moves by this many frames (the mouth at t takes the phones at
+    # t + shift); measured on its own (`measure_phone_shift`), since the best audio-feature delay is not the
+    # phones' lag. None (models saved before it): recording_delay_frames - speech_delay_frames.
+    phone_shift_frames: int | None = None
     format_version: int = FORMAT_VERSION
 
     @property
     def num_features(self) -> int:
         return len(self.offsets) * (self.num_bands + 1) + len(self.viseme_offsets) * len(VISEMES)
+
+    def phone_shift(self, delay_frames: int | None) -> int:
+        """Frames the phone track (and the viseme features) move for audio driven at `delay_frames`: 0 for new
+        speech (None); the recording's phone shift when replaying it at its own delay (and by the same
+        difference at another delay)."""
+        if delay_frames is None:
+            return 0
+        recorded = (self.recording_delay_frames - self.speech_delay_frames if self.phone_shift_frames is None
+                    else self.phone_shift_frames)
+        return int(delay_frames) - self.recording_delay_frames + recorded
 
 
 @dataclass
@@ -180,7 +209,8 @@ class MouthModel:
         """
         facts = self.facts
         delay = facts.speech_delay_frames if delay_frames is None else int(delay_frames)
-        x = design_matrix(waveform, sample_rate, facts.fps, n_frames, viseme_weights, facts, delay)
+        x = design_matrix(waveform, sample_rate, facts.fps, n_frames, viseme_weights, facts, delay,
+                          viseme_delay_frames=facts.speech_delay_frames + facts.phone_shift(delay_frames))
         coeffs = ((x - self.feature_mean) / self.feature_scale) @ self.weights + self.intercept
         return np.clip(coeffs, self.coeff_min, self.coeff_max)
 
@@ -231,10 +261,12 @@ class MouthModel:
 
 def design_matrix(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: int,
                   viseme_weights: np.ndarray | None, facts: MouthModelFacts, delay_frames: int,
-                  audio: np.ndarray | None = None) -> np.ndarray:
+                  audio: np.ndarray | None = None, viseme_delay_frames: int | None = None) -> np.ndarray:
     """Raw (unstandardised) regression inputs [T, D] of one clip, features normalised over this clip.
 
-    audio: this clip's `frame_features` [T, num_bands + 1] when already computed (the fit tries several delays)."""
+    audio: this clip's `frame_features` [T, num_bands + 1] when already computed (the fit tries several delays);
+    the audio features sit at `delay_frames` + offsets, the viseme weights at `viseme_delay_frames` (None: the
+    same delay) + viseme offsets."""
     if audio is None:
         audio = frame_features(waveform, sample_rate, fps, n_frames, facts.num_bands)
     elif audio.shape != (int(n_frames), facts.num_bands + 1):
@@ -246,7 +278,8 @@ def design_matrix(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: 
         weights = np.asarray(viseme_weights, dtype=np.float64)
         if weights.shape != (int(n_frames), len(VISEMES)):
             raise ValueError(f"viseme_weights must be [{int(n_frames)}, {len(VISEMES)}], got {weights.shape}")
-        parts.append(with_context(weights, [delay_frames + o for o in facts.viseme_offsets]))
+        base = delay_frames if viseme_delay_frames is None else int(viseme_delay_frames)
+        parts.append(with_context(weights, [base + o for o in facts.viseme_offsets]))
     return np.concatenate(parts, axis=1)
 
 
@@ -312,24 +345,19 @@ def blend_with_phones(predicted: np.ndarray, phone_coeffs: np.ndarray, closure: 
     return audio_weight * predicted + (1.0 - audio_weight) * phone_coeffs
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or a.std() < 1e-12 or b.std() < 1e-12:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
+def recording_phone_shift(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, fps: float, phones,
+                          phone_set: str, valid: np.ndarray, options: MouthFitOptions | None = None) -> int:
+    """`measure_phone_shift` of a training video: coefficients [T, K] in `basis` [K, 478, 3] around `neutral`,
+    its timed phones, valid: [T] frames to measure on (never a held-out tail). The viseme shapes are learned
+    with it (`animation.viseme_shapes.learn_shapes_from_clip`), as `fit_mouth_model` does in its folds."""
+    from animation.coarticulation import viseme_weights
 
-
-def estimate_delay(loudness: np.ndarray, opening: np.ndarray, valid: np.ndarray, min_lag: int, max_lag: int) -> int:
-    """Lag d (frames) maximising corr(loudness[t + d], opening[t]) over valid frames; loudness, opening,
-    valid: [T]."""
-    best_lag, best_r = 0, -np.inf
-    t = len(opening)
-    for lag in range(min_lag, max_lag + 1):
-        frames = np.arange(max(0, -lag), min(t, t - lag))
-        frames = frames[valid[frames] & valid[frames + lag]]
-        r = _pearson(loudness[frames + lag], opening[frames])
-        if r > best_r:
-            best_lag, best_r = lag, r
-    return best_lag
+    options = options or MouthFitOptions()
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    low, high = options.delay_range(fps)
+    return measure_phone_shift(viseme_weights(phones, phone_set, fps, len(coeffs)),
+                               opening_curve(coeffs, neutral, basis), np.asarray(valid, bool), low, high,
+                               options.speech_delay(fps))
 
 
 def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, waveform: np.ndarray,
@@ -362,11 +390,13 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                          f"{options.min_training_s:g} s)")
     opening = opening_curve(coeffs, neutral, basis)
     audio = frame_features(waveform, sample_rate, fps, t, options.num_bands)
-    low, high = int(np.floor(options.min_delay_s * fps)), int(np.ceil(options.max_delay_s * fps))
+    low, high = options.delay_range(fps)
     measured = estimate_delay(audio[:, -1], opening, valid, low, high)
     delays = sorted({int(np.clip(measured + step, low, high)) for step in options.delay_steps})
-    speech_delay = int(round(options.natural_delay_s * fps))
+    speech_delay = options.speech_delay(fps)
     weights = None if phones is None else viseme_weights(phones, phone_set, fps, t)  # [T, 15]
+    phone_shift = None if weights is None else measure_phone_shift(weights, opening, valid, low, high, speech_delay)
+    viseme_delay = speech_delay + (phone_shift or 0)
     blocks = _validation_blocks(t, options.folds, waveform, sample_rate, fps, weights, time_segment)
     blocks_audio = [frame_features(segment, sample_rate, fps, len(block), options.num_bands)
                     for block, segment, _ in blocks]
@@ -376,13 +406,17 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     shares = options.audio_shares if weights is not None else (1.0,)
     for delay in delays:
         folds = [_fold(block, segment, block_weights, coeffs, valid, fps, sample_rate, phones, phone_set,
-                       reach + abs(delay), delay - speech_delay) for block, segment, block_weights in blocks]
+                       reach + max(abs(delay), abs(viseme_delay)), phone_shift or 0)
+                 for block, segment, block_weights in blocks]
         for use_visemes in ((False, True) if options.try_visemes and weights is not None else (False,)):
             facts = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
                                     list(options.viseme_offsets) if use_visemes else [], 0.0, 1.0, delay,
-                                    speech_delay, int(valid.sum()), 0.0, measured_delay_frames=measured)
-            x = designs[delay, use_visemes] = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay, audio)
-            x_val = [design_matrix(segment, sample_rate, fps, len(block), block_weights, facts, delay, block_audio)
+                                    speech_delay, int(valid.sum()), 0.0, measured_delay_frames=measured,
+                                    phone_shift_frames=phone_shift)
+            x = designs[delay, use_visemes] = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay, audio,
+                                                            viseme_delay)
+            x_val = [design_matrix(segment, sample_rate, fps, len(block), block_weights, facts, delay, block_audio,
+                                   viseme_delay)
                      for (block, segment, block_weights), block_audio in zip(blocks, blocks_audio)]
             for strength in options.lambdas:
                 fits = [ridge_fit(x[fold.rows], coeffs[fold.rows], strength) for fold in folds]
@@ -395,7 +429,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                             if fold.phone_mouth is not None:
                                 predicted = blend_with_phones(predicted, fold.phone_mouth, fold.closure, share)
                             mixed.append(predicted[fold.mask])
-                            scores.append(_pearson(opening_curve(mixed[-1], neutral, basis), opening[fold.frames]))
+                            scores.append(pearson(opening_curve(mixed[-1], neutral, basis), opening[fold.frames]))
                         score = float(np.mean(scores))
                         table[f"delay={delay},visemes={use_visemes},lambda={strength:g},components={components},"
                               f"share={share:g}"] = round(score, 4)
@@ -410,12 +444,13 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     for c in top:
         member = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
                                  list(options.viseme_offsets) if c.use_visemes else [], c.strength, c.share, c.delay,
-                                 speech_delay, int(valid.sum()), c.score, components=c.components)
+                                 speech_delay, int(valid.sum()), c.score, components=c.components,
+                                 phone_shift_frames=phone_shift)
         mean, scale, w, b = ridge_fit(designs[c.delay, c.use_visemes][rows], coeffs[rows], c.strength)
         members.append((member, mean, scale, keep_components(w, c.components), b))
     facts, mean, scale, w, b = merge_members(members, top[0].delay)
     facts.measured_delay_frames, facts.cv_table = measured, table
-    facts.cv_open_r = round(float(np.mean([_pearson(opening_curve(m, neutral, basis), r)
+    facts.cv_open_r = round(float(np.mean([pearson(opening_curve(m, neutral, basis), r)
                                            for m, r in zip(mixed, real)])), 4)
     if options.match_amplitude:
         facts.gain = amplitude_gain(mixed, real, neutral, basis, options.max_gain)
@@ -453,7 +488,8 @@ def _fold(block: np.ndarray, segment: np.ndarray, block_weights: np.ndarray | No
           valid: np.ndarray, fps: float, sample_rate: int, phones, phone_set: str, gap: int, phone_shift: int) -> _Fold:
     """One fold at one audio delay: training rows leave out the block and `gap` frames each side (so no
     training frame's context reaches into it); the block's phone-based mouth is moved by `phone_shift` frames
-    (the recording's delay over the natural lead), as `animation.motion` does when replaying a recording."""
+    (`measure_phone_shift`), as `animation.motion` does when replaying a recording, and its viseme shapes are
+    learned with the same shift."""
     from animation.loudness import frame_rms, loudness_gain
     from animation.viseme_shapes import learn_viseme_shapes
     from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
@@ -462,7 +498,7 @@ def _fold(block: np.ndarray, segment: np.ndarray, block_weights: np.ndarray | No
     keep[max(0, block[0] - gap):block[-1] + gap + 1] = False
     phone_mouth, closure = None, None
     if block_weights is not None:
-        shapes = learn_viseme_shapes(coeffs, fps, phones, phone_set, keep & valid)
+        shapes = learn_viseme_shapes(coeffs, fps, phones, phone_set, keep & valid, phone_shift_frames=phone_shift)
         gain = loudness_gain(frame_rms(segment, sample_rate, fps, len(block)))
         index = np.clip(np.arange(len(block)) + phone_shift, 0, len(block) - 1)
         phone_mouth = shapes.speak(block_weights, gain)[0][index]

@@ -30,6 +30,7 @@ GENERIC = ("jaw_open", "lip_spread", "lip_round", "lip_press", "blink", "smile")
 GENERIC_INDEX = {name: i for i, name in enumerate(GENERIC)}
 FORMAT_VERSION = 1
 SHAPES_FILE = "viseme_shapes.json"
+_UNKNOWN = -1  # a frame's viseme class while learning, when its (shifted) audio lies outside the clip
 
 # MediaPipe FaceMesh landmark indices (478-point topology).
 LIP_CORNERS = (61, 291, 78, 308)  # outer right, outer left, inner right, inner left
@@ -236,13 +237,17 @@ def centre_frames(classes: np.ndarray, fraction: float = 0.5) -> dict[int, list[
 
 
 def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, valid: np.ndarray | None = None,
-                        min_frames: int = 6, gain: float = 1.4) -> VisemeShapes:
+                        min_frames: int = 6, gain: float = 1.4, phone_shift_frames: int = 0) -> VisemeShapes:
     """Average the avatar's expression at each viseme's centre frames.
 
     coeffs: [T, K] the training video's expression coefficients; phones: timed phones of its audio (seconds
     from frame 0); valid: [T] frames allowed (tracked and not held out). Rows are deviations from the mean
     silence expression scaled by `gain` (averaging over coarticulated frames shrinks the extremes), plus that
     rest expression. Visemes with fewer than `min_frames` centre frames fall back to the generic shapes.
+    phone_shift_frames: the mouth at frame t goes with the phones at frame t + shift. A recording whose audio
+    lags its picture (the shared Obama clip: 6 frames beyond the natural lead, `MouthModelFacts`'
+    recording_delay_frames - speech_delay_frames) must be learned that way, as `animation.motion` replays it;
+    unshifted, each viseme averaged the face of a syllable later.
     """
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if coeffs.ndim != 2 or coeffs.shape[0] == 0:
@@ -251,9 +256,14 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
     valid = np.ones(t, bool) if valid is None else np.asarray(valid, bool)
     if valid.shape != (t,):
         raise ValueError(f"valid must be [{t}], got {valid.shape}")
-    classes = frame_viseme_classes(phones, phone_set, fps, t)
+    shift = int(phone_shift_frames)
+    audio_classes = frame_viseme_classes(phones, phone_set, fps, t)
+    classes = np.full(t, _UNKNOWN, dtype=np.int64)  # frames whose audio lies outside the clip stay unknown
+    frames = np.arange(t)
+    inside = (frames + shift >= 0) & (frames + shift < t)
+    classes[inside] = audio_classes[frames[inside] + shift]
     shapes = generic_viseme_shapes(k)
-    groups = {c: [f for f in frames if valid[f]] for c, frames in centre_frames(classes).items()}
+    groups = {c: [f for f in frames if valid[f]] for c, frames in centre_frames(classes).items() if c != _UNKNOWN}
     sil = VISEME_INDEX[SILENCE]
     rest = coeffs[groups[sil]].mean(0) if len(groups.get(sil, [])) >= min_frames else np.zeros(k)
     table = generic_viseme_table()
@@ -290,7 +300,8 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
 
     holdout_from_frame: frames from here on (a held-out tail) are not used. Returns None, saving nothing,
     when the clip has no audio or its speech cannot be timed (the avatar then talks with generic shapes)."""
-    from animation.mouth_model import ARRAYS_FILE as MOUTH_ARRAYS_FILE, FACTS_FILE as MOUTH_FACTS_FILE, fit_mouth_model
+    from animation.mouth_model import (ARRAYS_FILE as MOUTH_ARRAYS_FILE, FACTS_FILE as MOUTH_FACTS_FILE,
+                                       fit_mouth_model, recording_phone_shift)
     from audio.align import time_speech
 
     if clip.audio.size == 0:
@@ -300,7 +311,10 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
     valid = np.asarray(clip.valid[:stop])
     try:
         speech = time_speech(np.asarray(clip.audio[:samples], np.float32), None, sample_rate=clip.audio_sample_rate)
-        shapes = learn_viseme_shapes(clip.coeffs[:stop], clip.fps, speech.phones, speech.phone_set, valid)
+        shift = recording_phone_shift(clip.coeffs[:stop], clip.neutral, clip.basis, clip.fps, speech.phones,
+                                      speech.phone_set, valid)
+        shapes = learn_viseme_shapes(clip.coeffs[:stop], clip.fps, speech.phones, speech.phone_set, valid,
+                                     phone_shift_frames=shift)
     except ValueError:
         return None
     shapes.save(Path(folder) / SHAPES_FILE)

@@ -95,7 +95,8 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
         valid[window] = False
         model = fit_mouth_model(coeffs, clip.neutral, clip.basis, wave, rate, clip.fps, speech.phones,
                                 speech.phone_set, valid, options, partial(recognised_viseme_weights, fps=clip.fps))
-        shapes = learn_viseme_shapes(coeffs, clip.fps, speech.phones, speech.phone_set, valid)
+        shapes = learn_viseme_shapes(coeffs, clip.fps, speech.phones, speech.phone_set, valid,
+                                     phone_shift_frames=model.facts.phone_shift(model.facts.recording_delay_frames))
         segment = wave[int(round(window[0] * rate / clip.fps)):int(round((window[-1] + 1) * rate / clip.fps))]
         poses = (clip.rotation[window], clip.translation[window])
         real_landmarks = track_landmarks(list(prepared.data.frames[window].numpy()))

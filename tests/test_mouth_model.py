@@ -7,9 +7,10 @@ import pytest
 
 from animation.audio_features import frame_features, with_context
 from animation.mouth_ensemble import amplitude_gain, merge_members
+from animation.mouth_delay import measure_phone_shift
 from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, blend_with_phones,
-                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model, opening_curve,
-                                   ridge_fit)
+                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model,
+                                   opening_curve, ridge_fit)
 
 SR = 16000
 FPS = 25.0
@@ -178,10 +179,13 @@ def test_facts_written_before_the_delay_search_still_load(tmp_path) -> None:
     model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=MouthFitOptions(components=(0,)))
     model.save(tmp_path)
     facts = json.loads((tmp_path / "mouth_model.json").read_text())
-    del facts["measured_delay_frames"], facts["components"], facts["gain"]
+    del facts["measured_delay_frames"], facts["components"], facts["gain"], facts["phone_shift_frames"]
     (tmp_path / "mouth_model.json").write_text(json.dumps(facts))
     loaded = load_mouth_model(tmp_path, num_coeffs=2, fps=FPS)
     assert loaded is not None and loaded.facts.components == 0 and loaded.facts.gain == 1.0
+    # before the phone shift was measured, the phone track moved with the recording's audio delay
+    assert loaded.facts.phone_shift_frames is None and loaded.facts.phone_shift(None) == 0
+    assert loaded.facts.phone_shift(loaded.facts.recording_delay_frames) == loaded.facts.recording_delay_frames - 1
     np.testing.assert_allclose(loaded.predict(waveform, SR, 50), model.predict(waveform, SR, 50), atol=1e-4)
 
 
@@ -361,6 +365,65 @@ def test_merged_members_predict_their_share_weighted_mix() -> None:
     average_mix = np.mean([blend_with_phones(p, phone, closure, a) for p, a in zip(predictions, shares)], axis=0)
     np.testing.assert_allclose(blend_with_phones(merged.predict(waveform, SR, n, visemes, 4), phone, closure,
                                                  facts.audio_share), average_mix, atol=1e-9)
+
+
+def test_phone_shift_is_the_phone_tracks_own_lag_over_the_natural_lead() -> None:
+    """Open vowels between silences, the mouth opening 5 frames before each vowel's sound: the measured shift is
+    5 - the natural lead (1), whatever the audio features' delay; frames outside `valid` are not used."""
+    from animation.coarticulation import viseme_weights
+    from audio.speech import Segment
+
+    rng = np.random.default_rng(5)
+    phones, t = [], 0.0
+    for _ in range(40):
+        gap, vowel = rng.uniform(0.15, 0.5), rng.uniform(0.12, 0.4)
+        phones += [Segment("sil", t, t + gap), Segment("AA", t + gap, t + gap + vowel)]
+        t += gap + vowel
+    n = int(t * FPS)
+    weights = viseme_weights(phones, "arpabet", FPS, n)
+    jaw = 1.0 - weights[:, 0]  # column 0 is silence: how much of a vowel each frame holds
+    opening = np.concatenate([jaw[5:], np.zeros(5)]) + 0.02 * rng.standard_normal(n)  # opening[t] = jaw[t + 5]
+    valid = np.ones(n, bool)
+    assert measure_phone_shift(weights, opening, valid, -3, 10, speech_delay=1) == 4
+    scrambled = opening.copy()
+    scrambled[: n // 2] = rng.permutation(scrambled[: n // 2])  # noise where the frames are not valid
+    valid[: n // 2] = False
+    assert measure_phone_shift(weights, scrambled, valid, -3, 10, speech_delay=1) == 4
+    with pytest.raises(ValueError, match="weights"):
+        measure_phone_shift(weights[:, :5], opening, valid, -3, 10, 1)
+
+
+def test_members_with_a_measured_phone_shift_merge_exactly() -> None:
+    """Members whose viseme features ride the measured phone track (not their audio delay): the merged model's
+    viseme columns sit at the phone track's position, and its prediction at the recording's delay and for new
+    speech equals the share-weighted average of the members' own."""
+    rng = np.random.default_rng(22)
+    waveform = rng.standard_normal(SR * 3).astype(np.float32) * np.repeat(rng.random(30), SR // 10)
+    n, k = 75, 3
+    visemes = rng.random((n, 15))
+    specs = [(7, (-1, 0, 1), (-2, 0), 0.5), (5, (0, 2), (0, 2), 0.75)]
+    members, models = [], []
+    for delay, offsets, viseme_offsets, share in specs:
+        facts = MouthModelFacts(FPS, k, 8, list(offsets), list(viseme_offsets), 10.0, share, delay, 1, 100, 0.5,
+                                phone_shift_frames=4)
+        x = design_matrix(waveform, SR, FPS, n, visemes, facts, delay, viseme_delay_frames=1 + 4)
+        mean, scale, w, b = ridge_fit(x, rng.standard_normal((n, k)), 10.0)
+        members.append((facts, mean, scale, w, b))
+        models.append(MouthModel(facts, mean, scale, w, b, np.full(k, -1e9), np.full(k, 1e9)))
+    facts, mean, scale, w, b = merge_members(members, reference_delay=7)
+    merged = MouthModel(facts, mean, scale, w, b, np.full(k, -1e9), np.full(k, 1e9))
+    assert facts.phone_shift_frames == 4 and facts.viseme_offsets == [-2, 0, 2] and facts.offsets == [-2, -1, 0, 1]
+    assert facts.phone_shift(7) == 4 and facts.phone_shift(None) == 0
+    shares = np.array([spec[3] for spec in specs])
+    replayed = sum(a * m.predict(waveform, SR, n, visemes, m.facts.recording_delay_frames)
+                   for a, m in zip(shares, models))
+    np.testing.assert_allclose(merged.predict(waveform, SR, n, visemes, 7), replayed / shares.sum(), atol=1e-9)
+    # New speech: each member's audio keeps its lag behind the reference delay, on top of the natural lead (1);
+    # the phone track is not moved, so every member's visemes sit at the natural lead.
+    fresh = sum(a * (((design_matrix(waveform, SR, FPS, n, visemes, m.facts, m.facts.recording_delay_frames - 7 + 1,
+                                     viseme_delay_frames=1) - m.feature_mean) / m.feature_scale) @ m.weights
+                     + m.intercept) for a, m in zip(shares, models))
+    np.testing.assert_allclose(merged.predict(waveform, SR, n, visemes, None), fresh / shares.sum(), atol=1e-9)
 
 
 def test_an_ensemble_of_one_is_the_best_configuration() -> None:
