@@ -34,8 +34,9 @@ def merge_members(members: list, reference_delay: int):
     "feature f at frame t + delay + offset", so their share-weighted average is linear in the union of those
     columns, written at offsets from `reference_delay` (the saved recording delay); the viseme columns likewise
     at offsets from the phone track's replay position (each member's `phone_shift`; a fitted model's members
-    share it). Mixing that average with the phone-based mouth at the mean share equals averaging the members' own mixes (`blend_with_phones` is linear
-    in the share). A column shared by members has the same standardisation in each (same data, same rows)."""
+    share it). Mixing that average with the phone-based mouth at the mean share equals averaging the members'
+    own mixes (`blend_with_phones` is linear in the share). A column shared by members has the same
+    standardisation in each (same data, same rows)."""
     first = members[0][0]
     bands = first.num_bands + 1
     if len({f.phone_shift_frames is None for f, *_ in members}) > 1:

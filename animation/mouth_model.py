@@ -64,8 +64,8 @@ from pathlib import Path
 import numpy as np
 
 from animation.audio_features import frame_features, with_context
-from animation.mouth_delay import estimate_delay, measure_phone_shift, pearson
 from animation.lipsync_metrics import EYE_LEFT, EYE_RIGHT, LOWER_INNER, UPPER_INNER
+from animation.mouth_delay import estimate_delay, measure_phone_shift, pearson
 from animation.visemes import VISEMES
 
 FORMAT_VERSION = 1

@@ -245,9 +245,9 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
     silence expression scaled by `gain` (averaging over coarticulated frames shrinks the extremes), plus that
     rest expression. Visemes with fewer than `min_frames` centre frames fall back to the generic shapes.
     phone_shift_frames: the mouth at frame t goes with the phones at frame t + shift. A recording whose audio
-    lags its picture (the shared Obama clip: 6 frames beyond the natural lead, `MouthModelFacts`'
-    recording_delay_frames - speech_delay_frames) must be learned that way, as `animation.motion` replays it;
-    unshifted, each viseme averaged the face of a syllable later.
+    lags its picture (the shared Obama clip: 4 frames beyond the natural lead, `animation.mouth_delay.
+    measure_phone_shift`) must be learned that way, as `animation.motion` replays it; unshifted, each viseme
+    averaged the face of a syllable later.
     """
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if coeffs.ndim != 2 or coeffs.shape[0] == 0:
@@ -259,9 +259,9 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
     shift = int(phone_shift_frames)
     audio_classes = frame_viseme_classes(phones, phone_set, fps, t)
     classes = np.full(t, _UNKNOWN, dtype=np.int64)  # frames whose audio lies outside the clip stay unknown
-    frames = np.arange(t)
-    inside = (frames + shift >= 0) & (frames + shift < t)
-    classes[inside] = audio_classes[frames[inside] + shift]
+    index = np.arange(t)
+    inside = (index + shift >= 0) & (index + shift < t)
+    classes[inside] = audio_classes[index[inside] + shift]
     shapes = generic_viseme_shapes(k)
     groups = {c: [f for f in frames if valid[f]] for c, frames in centre_frames(classes).items() if c != _UNKNOWN}
     sil = VISEME_INDEX[SILENCE]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from avatar.evaluate import evaluate_frames, head_box, save_curves, save_side_by_side
+from avatar.evaluate import evaluate_frames, head_box, mouth_box, save_curves, save_side_by_side
 from avatar.model import Avatar
 from avatar.pose_refine import PoseTrack, refine_poses
 from avatar.rig import Intrinsics
@@ -125,12 +125,13 @@ def prepare_clip(clip, config: TrainConfig, holdout_seconds: float | None = None
                       torch.from_numpy(clip.coeffs).float(), body_warps)
     camera = clip.camera.scaled(resolution, resolution)
     plate = _resize_bytes(clip.background[None], resolution)[0]
+    landmarks = torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)  # [T, 478, 2]
     data = TrainingData(
         frames=_resize_bytes(clip.frames, resolution), mattes=_resize_bytes(clip.mattes, resolution),
         vertices=poses.vertices(), faces=topology.faces,
         camera=Camera(camera.fx, camera.fy, camera.cx, camera.cy, resolution, resolution, torch.eye(4)),
         train_indices=train_indices, holdout_indices=holdout_indices,
-        head_boxes=head_box(torch.from_numpy(clip.landmarks_2d).float() * (resolution / clip.camera.width)),
+        head_boxes=head_box(landmarks), mouth_boxes=mouth_box(landmarks),
         fingerprint=_fingerprint(clip, train_indices, holdout_indices), plate=plate, poses=poses,
     )
     return PreparedClip(data, rig, topology, camera, honest, tail_start)

@@ -4,8 +4,9 @@ Metrics are computed on held-out frames only (never trained on): the render is c
 background plate and compared with the real frame inside the head region: the pixels whose selfie matte is
 above 0.5 inside the head box, the box of the tracked face landmarks widened by 25 % of its width on each side
 (ears), 35 % of its height above (hair) and 10 % below (chin), so shoulders and suit do not count.
-PSNR is over those pixels; SSIM is the mean of the SSIM map over them. Render FPS is the rate of
-bind + render (no gradients) at the avatar's resolution, after one untimed warm-up frame.
+PSNR is over those pixels; SSIM is the mean of the SSIM map over them; psnr_mouth is the PSNR inside the mouth
+box (`mouth_box`: lips, corners, teeth; a few hundred pixels, so the head's number hides it). Render FPS is the
+rate of bind + render (no gradients) at the avatar's resolution, after one untimed warm-up frame.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from avatar.train import TrainingData, render_frame
 
 MATTE_THRESHOLD = 0.5
 HEAD_BOX_MARGINS = (0.25, 0.35, 0.25, 0.10)  # left, top, right, bottom as fractions of the landmark box
+# the mouth box: the lips' box (outer contours) widened by these fractions of its width (sides; above and below)
+MOUTH_BOX_MARGINS = (0.1, 0.15)
 
 
 def head_box(landmarks_2d: Tensor) -> Tensor:
@@ -37,15 +40,30 @@ def head_box(landmarks_2d: Tensor) -> Tensor:
                         high[..., 0] + right * size[..., 0], high[..., 1] + bottom * size[..., 1]], -1)
 
 
+def mouth_box(landmarks_2d: Tensor) -> Tensor:
+    """[..., 478, 2] pixel landmarks -> [..., 4] mouth box x0, y0, x1, y1 (`MOUTH_BOX_MARGINS`)."""
+    from avatar.face_topology import OUTER_LIP_LOWER, OUTER_LIP_UPPER
+
+    lips = landmarks_2d[..., list(OUTER_LIP_UPPER + OUTER_LIP_LOWER), :]
+    low, high = lips.amin(-2), lips.amax(-2)
+    width = high[..., 0] - low[..., 0]
+    side, vertical = MOUTH_BOX_MARGINS
+    return torch.stack([low[..., 0] - side * width, low[..., 1] - vertical * width,
+                        high[..., 0] + side * width, high[..., 1] + vertical * width], -1)
+
+
+def box_mask(height: int, width: int, box: Tensor) -> Tensor:
+    """Bool [H, W]: the pixels whose centres lie inside box [4] (x0, y0, x1, y1 pixels)."""
+    xs = torch.arange(width) + 0.5
+    ys = torch.arange(height) + 0.5
+    return ((ys[:, None] >= box[1]) & (ys[:, None] <= box[3])) & ((xs[None] >= box[0]) & (xs[None] <= box[2]))
+
+
 def head_mask(matte: Tensor, box: Tensor | None) -> Tensor:
     """Bool [H, W]: matte [H, W] > 0.5, inside box [4] (x0, y0, x1, y1 pixels) when given."""
     mask = matte > MATTE_THRESHOLD
     if box is not None:
-        height, width = matte.shape
-        xs = torch.arange(width) + 0.5
-        ys = torch.arange(height) + 0.5
-        inside = ((ys[:, None] >= box[1]) & (ys[:, None] <= box[3])) & ((xs[None] >= box[0]) & (xs[None] <= box[2]))
-        mask = mask & inside
+        mask = mask & box_mask(*matte.shape, box)
     return mask
 
 
@@ -57,13 +75,18 @@ class HeldOutMetrics:
     num_frames: int
     # frame index -> (summed squared error, channel values) over its head region: pooled PSNR of any subset
     frame_errors: dict[int, tuple[float, int]] = field(default_factory=dict, repr=False)
+    psnr_mouth_db: float | None = None  # pooled over the frames' mouth boxes (lips, teeth), when the data has them
 
     def pooled_psnr(self, indices) -> float | None:
         """PSNR (dB) pooled in the MSE domain over the scored frames among `indices`; None when none was scored."""
         return pooled_psnr([self.frame_errors[i] for i in indices if i in self.frame_errors])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"psnr": self.psnr_db, "ssim": self.ssim, "render_fps": self.render_fps, "held_out_frames": self.num_frames}
+        scores = {"psnr": self.psnr_db, "ssim": self.ssim, "render_fps": self.render_fps,
+                  "held_out_frames": self.num_frames}
+        if self.psnr_mouth_db is not None:
+            scores["psnr_mouth"] = self.psnr_mouth_db
+        return scores
 
 
 def pooled_psnr(errors: list[tuple[float, int]]) -> float | None:
@@ -92,7 +115,7 @@ def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingDat
     """
     if not indices:
         raise ValueError("no held-out frames to evaluate")
-    ssims, renders, frame_errors = [], {}, {}
+    ssims, renders, frame_errors, mouth_errors = [], {}, {}, []
     render_seconds = 0.0
     with torch.no_grad():
         # One untimed frame first: the FPS is the steady rate, not numba's one-time kernel load or compile.
@@ -109,11 +132,15 @@ def evaluate_frames(params: dict[str, Tensor], parent: Tensor, data: TrainingDat
             frame_errors[index] = (float(((color - real) ** 2)[mask].sum()), int(mask.sum()) * 3)
             ssims.append(head_region_scores(color, real, mask)[1])
             renders[index] = color
+            if data.mouth_boxes is not None:
+                mouth = box_mask(*mask.shape, data.mouth_boxes[index])
+                mouth_errors.append((float(((color - real) ** 2)[mouth].sum()), int(mouth.sum()) * 3))
     psnr_db = pooled_psnr(list(frame_errors.values()))
     if psnr_db is None:
         raise ValueError("none of the held-out frames has a person in its matte")
     fps = len(indices) / max(render_seconds, 1e-9)
-    return HeldOutMetrics(psnr_db, float(np.mean(ssims)), fps, len(ssims), frame_errors), renders
+    return HeldOutMetrics(psnr_db, float(np.mean(ssims)), fps, len(ssims), frame_errors,
+                          pooled_psnr(mouth_errors)), renders
 
 
 def save_side_by_side(real: list[Tensor], rendered: list[Tensor], path: Path, title: str = "",

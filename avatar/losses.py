@@ -26,6 +26,22 @@ def l1_loss(prediction: Tensor, target: Tensor) -> Tensor:
     return (prediction - target).abs().mean()
 
 
+def box_l1_loss(prediction: Tensor, target: Tensor, box: Tensor) -> Tensor:
+    """Mean absolute error over the pixels whose centres lie inside box [4] (x0, y0, x1, y1 pixels; clipped to
+    the image), e.g. the mouth (`avatar.evaluate.mouth_box`); 0 when the box holds no pixel."""
+    _check_image_pair(prediction, target)
+    if box.shape != (4,):
+        raise ValueError(f"box must be [4] (x0, y0, x1, y1), got {tuple(box.shape)}")
+    height, width = prediction.shape[:2]
+    # pixel i's centre is i + 0.5: inside when x0 <= i + 0.5 <= x1
+    x0, y0 = (max(0, math.ceil(float(v) - 0.5)) for v in box[:2])
+    x1, y1 = (math.floor(float(v) - 0.5) + 1 for v in box[2:])
+    x1, y1 = min(width, x1), min(height, y1)
+    if x1 <= x0 or y1 <= y0:
+        return prediction.sum() * 0.0
+    return (prediction[y0:y1, x0:x1] - target[y0:y1, x0:x1]).abs().mean()
+
+
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> Tensor:  # [1, 1, size, size]
     coords = torch.arange(size, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))

@@ -11,7 +11,8 @@ avatar's audio -> expression model (`animation.mouth_model`, fitted on the train
 by blocked cross-validation there); "phones" columns use the phone-based viseme shapes learned from the
 training part alone, "generic" the generic viseme shapes. cv_r is the model's cross-validated opening r on the
 training part, delay its audio delay (frames, chosen by that cross-validation around loudness_delay, the
-loudness-opening estimate; the Obama clip's audio trails its video).
+loudness-opening estimate; the Obama clip's audio trails its video), phone_shift the frames its phone track moves
+when replayed (`animation.mouth_delay.measure_phone_shift`). The "phones" columns replay the phone track unmoved.
 Where r is lost: coef_r* = r of the driven mouth-opening curve computed from the expression coefficients (before
 rendering) against the real tracked tail; open_r_ceiling / coef_r_ceiling = the same tail rendered from its own
 *tracked* expressions (the ceiling of render + re-tracking, and of the rig's coefficients).
@@ -94,6 +95,7 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
         plot_piper_sentence(avatar, shapes, mouth, out / "piper_mouth.png")
     facts = mouth.facts if mouth is not None else None
     row.update({"cv_r": facts and facts.cv_open_r, "delay": facts and facts.recording_delay_frames,
+                "phone_shift": facts and facts.phone_shift_frames,
                 "loudness_delay": facts and facts.measured_delay_frames, "lambda": facts and facts.ridge_lambda,
                 "components": facts and facts.components, "audio_share": facts and facts.audio_share,
                 "viseme_features": facts and bool(facts.viseme_offsets)})
@@ -133,7 +135,7 @@ def main() -> None:
         runs.append(evaluate_video(video, args.out / video.stem, args.preset, args.reuse))
         print(json.dumps(runs[-1]), flush=True)
     columns = ["video", "open_r", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones", "open_r_generic",
-               "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "minutes"]
+               "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "phone_shift", "minutes"]
     shown = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()} for run in runs]
     table = format_table(shown, columns) + "\ntargets: open_r >= 0.6, lmd_pct <= 2.5"
     emit({"runs": runs}, table, args.json)
