@@ -171,6 +171,8 @@ def run_eval(args: argparse.Namespace) -> int:
         "resolution": avatar.camera.width, "fps": clip.fps, "tail_frames": len(tail),
         "reconstruction": str(out / "reconstruction.mp4"),
     }
+    if "psnr_mouth" in scored:  # inside the tail frames' mouth boxes (lips, teeth)
+        metrics["psnr_mouth"] = scored["psnr_mouth"]
     if "psnr_facemesh_poses" in scored:  # the same avatar scored with the tail's FaceMesh poses, unrefined
         metrics.update({"psnr_facemesh_poses": scored["psnr_facemesh_poses"],
                         "ssim_facemesh_poses": scored["ssim_facemesh_poses"]})

@@ -94,7 +94,7 @@ def test_eval_renders_the_held_out_tail_with_its_audio(shared_data, tmp_path, ca
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tail_frames"] == 50 and metrics["held_out_frames"] > 0
-    for key in ("psnr", "ssim", "training_minutes", "gaussians", "render_fps"):
+    for key in ("psnr", "ssim", "psnr_mouth", "training_minutes", "gaussians", "render_fps"):
         assert metrics[key] > 0, key
     frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(out / "reconstruction.mp4"))
     assert frames == 50 and abs(seconds - 2.0) < 0.1
