@@ -27,7 +27,8 @@ from avatar.train import TrainingData, render_frame
 
 MATTE_THRESHOLD = 0.5
 HEAD_BOX_MARGINS = (0.25, 0.35, 0.25, 0.10)  # left, top, right, bottom as fractions of the landmark box
-# the mouth box: the lips' box (outer contours) widened by these fractions of its width (sides; above and below)
+# the mouth box: the lips' box (their 40 landmarks, the outer contours outermost) widened by these fractions of
+# its width (sides; above and below)
 MOUTH_BOX_MARGINS = (0.1, 0.15)
 
 
@@ -42,9 +43,9 @@ def head_box(landmarks_2d: Tensor) -> Tensor:
 
 def mouth_box(landmarks_2d: Tensor) -> Tensor:
     """[..., 478, 2] pixel landmarks -> [..., 4] mouth box x0, y0, x1, y1 (`MOUTH_BOX_MARGINS`)."""
-    from avatar.face_topology import OUTER_LIP_LOWER, OUTER_LIP_UPPER
+    from animation.lipsync_metrics import LIP_LANDMARKS
 
-    lips = landmarks_2d[..., list(OUTER_LIP_UPPER + OUTER_LIP_LOWER), :]
+    lips = landmarks_2d[..., list(LIP_LANDMARKS), :]
     low, high = lips.amin(-2), lips.amax(-2)
     width = high[..., 0] - low[..., 0]
     side, vertical = MOUTH_BOX_MARGINS

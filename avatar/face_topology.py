@@ -45,9 +45,6 @@ FACE_OVAL = (
 # Inner lip contours, from the right mouth corner (78) to the left one (308).
 INNER_LIP_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 INNER_LIP_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-# Outer lip contours, from the right mouth corner (61) to the left one (291).
-OUTER_LIP_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
-OUTER_LIP_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 # Named single landmarks used to build the head frame and rig.
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
 FOREHEAD_TOP, CHIN, NOSE_TIP = 10, 152, 1

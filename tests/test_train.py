@@ -288,8 +288,9 @@ def test_plate_iterations_compare_the_raw_frame_over_the_plate_and_the_rest_the_
 
 
 def test_box_l1_matches_a_masked_mean_and_only_the_box_gets_gradients():
-    """box_l1_loss against its slow twin (the mean over a boolean mask of pixel centres in the box), on fresh random
+    """box_l1_loss against its slow twin (the mean over `box_mask`, the pixel centres in the box), on fresh random
     images and boxes, some partly outside the image; pixels outside the box get no gradient."""
+    from avatar.evaluate import box_mask
     from avatar.losses import box_l1_loss
 
     g = torch.Generator().manual_seed(3)
@@ -298,8 +299,7 @@ def test_box_l1_matches_a_masked_mean_and_only_the_box_gets_gradients():
         target = torch.rand(23, 31, 3, generator=g, dtype=torch.float64)
         corner = torch.rand(2, generator=g, dtype=torch.float64) * torch.tensor([40.0, 30.0]) - 6
         box = torch.cat([corner, corner + 2 + torch.rand(2, generator=g, dtype=torch.float64) * 15])
-        xs, ys = torch.arange(31) + 0.5, torch.arange(23) + 0.5
-        mask = ((xs[None] >= box[0]) & (xs[None] <= box[2]) & (ys[:, None] >= box[1]) & (ys[:, None] <= box[3]))
+        mask = box_mask(23, 31, box)
         loss = box_l1_loss(prediction, target, box)
         expected = (prediction - target).abs()[mask].mean() if mask.any() else torch.zeros((), dtype=torch.float64)
         assert torch.allclose(loss, expected, atol=1e-12), (box, loss, expected)
