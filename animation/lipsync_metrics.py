@@ -86,13 +86,15 @@ def track_landmarks(frames) -> np.ndarray:
 
 
 def lipsync_scores(rendered_frames, real_frames) -> dict:
-    """Track both frame sequences and compare: {"open_r", "lmd_pct", "tracked_frames"}."""
+    """Track both frame sequences and compare: {"open_r", "lmd_pct", "tracked_frames", "frames",
+    "open_rendered", "open_real"}, the last two the opening curves [T] (NaN where untracked), for plots."""
     rendered = track_landmarks(rendered_frames)
     real = track_landmarks(real_frames)
     both = np.isfinite(rendered).all(axis=(1, 2)) & np.isfinite(real).all(axis=(1, 2))
-    return {"open_r": open_correlation(mouth_open_curve(rendered), mouth_open_curve(real)),
+    open_rendered, open_real = mouth_open_curve(rendered), mouth_open_curve(real)
+    return {"open_r": open_correlation(open_rendered, open_real),
             "lmd_pct": lip_landmark_distance(rendered, real), "tracked_frames": int(both.sum()),
-            "frames": int(len(real))}
+            "frames": int(len(real)), "open_rendered": open_rendered, "open_real": open_real}
 
 
 def lipsync_tail_motion(avatar, tail_audio: np.ndarray, sample_rate: int,

@@ -38,7 +38,9 @@ person's own video. With 15-60 s of video a small linear model is what the data 
   the real opening's standard deviation instead; LMD 2.36 / 1.69 %, 2.35 / 1.70 %, 2.44 / 1.82 %. The
   standard-deviation match moves more but enlarges every wrong opening too: on the Obama bench tail it took LMD
   from 2.37 to 2.78 % (target 2.5), the slope to 2.44 %, so the slope (the scale that minimises the squared
-  opening error) is used (the search below picks the rest);
+  opening error) is used (the search below picks the rest). Once the avatar is trained, a second factor makes
+  up for an avatar that draws the mesh's opening narrower than it is (`animation.mouth_calibration`,
+  `render_gain`);
 - the delay, ridge regularisation, the component count, whether the viseme weights help as features and the
   audio model's share of the mix are chosen by blocked cross-validation on the training frames (contiguous blocks, with a gap as wide as the
   context so no frame is seen from both sides); each validation block's features are normalised and its
@@ -154,6 +156,10 @@ class MouthModelFacts:
     # t + shift); measured on its own (`measure_phone_shift`), since the best audio-feature delay is not the
     # phones' lag. None (models saved before it): recording_delay_frames - speech_delay_frames.
     phone_shift_frames: int | None = None
+    # How wide the avatar draws the mesh's mouth opening, rendered and re-tracked (`animation.mouth_calibration`;
+    # None: not measured), and the extra gain on the mouth's motion that makes up for it (1: none)
+    render_slope: float | None = None
+    render_gain: float = 1.0
     format_version: int = FORMAT_VERSION
 
     @property
@@ -216,15 +222,16 @@ class MouthModel:
 
     def amplify(self, coeffs: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
         """The final mouth [T, K] (this model's prediction mixed with the phone-based mouth) with its motion around
-        the training mean scaled by `facts.gain`, clamped to the training range -> [T, K].
+        the training mean scaled by `facts.gain` x `facts.render_gain`, clamped to the training range -> [T, K].
 
         strength: [T] in [0, 1], how much of the gain applies per frame (0 leaves a frame as it is, e.g. the
         rest shape in a synthetic pause); None = 1 everywhere."""
         coeffs = np.asarray(coeffs, dtype=np.float64)
         if coeffs.ndim != 2 or coeffs.shape[1] != self.facts.num_coeffs:
             raise ValueError(f"coeffs must be [T, {self.facts.num_coeffs}], got {list(coeffs.shape)}")
-        scale = np.full(len(coeffs), self.facts.gain) if strength is None else \
-            1.0 + (self.facts.gain - 1.0) * np.clip(np.asarray(strength, np.float64), 0.0, 1.0)
+        gain = self.facts.gain * self.facts.render_gain
+        scale = np.full(len(coeffs), gain) if strength is None else \
+            1.0 + (gain - 1.0) * np.clip(np.asarray(strength, np.float64), 0.0, 1.0)
         if scale.shape != (len(coeffs),):
             raise ValueError(f"strength must be [{len(coeffs)}], got {list(np.shape(strength))}")
         amplified = self.intercept + scale[:, None] * (coeffs - self.intercept)

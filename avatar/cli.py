@@ -42,7 +42,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                      description="Hold out the last S seconds, train on the rest, render the tail.")
     evaluate.add_argument("video", type=Path, help="talking-head video")
     evaluate.add_argument("--holdout-seconds", type=float, required=True, help="seconds at the end to hold out")
-    evaluate.add_argument("--out", type=Path, required=True, help="output folder (reconstruction.mp4, metrics.json)")
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder (reconstruction.mp4, lipsync.mp4, lipsync.png, metrics.json)")
     evaluate.add_argument("--preset", choices=PRESET_CHOICES, default="fast", help="training preset (default fast)")
     evaluate.set_defaults(handler=run_eval)
 
@@ -75,7 +75,7 @@ class _Bar:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from animation.viseme_shapes import learn_shapes_from_clip
+    from animation.mouth_calibration import learn_avatar_mouth
     from avatar import library
     from avatar.build import build_avatar_from_clip
     from avatar.photo import build_photo_avatar, photo_config
@@ -96,8 +96,8 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             avatar, _ = build_avatar_from_clip(clip, name, preset(args.preset), destination, checkpoint, bar,
                                                resume=not args.restart)
-            bar("mouth from audio", 0.0)  # viseme shapes and the audio -> mouth model
-            if learn_shapes_from_clip(clip, destination) is None:
+            bar("mouth from audio", 0.0)  # viseme shapes, the audio -> mouth model, its gain for this avatar
+            if learn_avatar_mouth(clip, avatar, destination) is None:
                 print("note: the video's speech could not be timed; this avatar talks with generic mouth shapes")
     finally:
         bar.close()
@@ -111,8 +111,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from animation.lipsync_metrics import lipsync_scores, render_lipsync_tail
+    from animation.mouth_calibration import learn_avatar_mouth
     from animation.mouth_model import load_mouth_model
-    from animation.viseme_shapes import generic_viseme_shapes, learn_shapes_from_clip
+    from animation.mouth_plot import plot_lipsync_tail
+    from animation.viseme_shapes import generic_viseme_shapes
     from avatar import video
     from avatar.build import build_avatar_from_clip
     from avatar.evaluate import render_frames, write_video
@@ -151,13 +153,15 @@ def run_eval(args: argparse.Namespace) -> int:
             # The same tail driven by its audio alone (head poses from tracking); viseme shapes and the audio ->
             # mouth model learned from the training part only, never the tail.
             bar("lip sync", 0.0)
-            shapes = (learn_shapes_from_clip(clip, out, holdout_from_frame=tail[0])
+            shapes = (learn_avatar_mouth(clip, avatar, out, holdout_from_frame=tail[0])
                       or generic_viseme_shapes(avatar.num_expressions))
             mouth = load_mouth_model(out, avatar.num_expressions, avatar.fps)  # fitted above, training part only
             poses = (avatar.rotations[tail].numpy(), avatar.translations[tail].numpy())  # tracked (and refined)
             _, driven = render_lipsync_tail(avatar, audio, clip.audio_sample_rate, poses, out / "lipsync.mp4", shapes,
                                             mouth=mouth)
             lipsync = lipsync_scores(list(driven), list(prepared.data.frames[tail[0]:].numpy()))
+            plot_lipsync_tail(audio, clip.audio_sample_rate, clip.fps, lipsync, out / "lipsync.png",
+                              f"held-out {args.holdout_seconds:g} s")
         bar("encoding", 1.0)
     finally:
         bar.close()
@@ -177,7 +181,8 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics.update({"psnr_facemesh_poses": scored["psnr_facemesh_poses"],
                         "ssim_facemesh_poses": scored["ssim_facemesh_poses"]})
     if lipsync is not None:
-        metrics.update({"lipsync": str(out / "lipsync.mp4"), "lipsync_open_r": lipsync["open_r"],
+        metrics.update({"lipsync": str(out / "lipsync.mp4"), "lipsync_plot": str(out / "lipsync.png"),
+                        "lipsync_open_r": lipsync["open_r"],
                         "lipsync_lmd_pct": lipsync["lmd_pct"],
                         "lipsync_tracked_frames": f"{lipsync['tracked_frames']}/{lipsync['frames']}"})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

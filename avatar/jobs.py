@@ -128,7 +128,7 @@ class JobRunner:
         from avatar.photo import build_photo_avatar, photo_config
         from avatar.preprocess import preprocess
         from avatar.train import preset
-        from animation.viseme_shapes import learn_shapes_from_clip
+        from animation.mouth_calibration import learn_avatar_mouth
 
         report = self._progress(job_id)
         name = params["name"]
@@ -139,7 +139,8 @@ class JobRunner:
             avatar = build_photo_avatar(clip, name, destination, checkpoint, report, photo_config())
         else:
             avatar, _ = build_avatar_from_clip(clip, name, preset(params["preset"]), destination, checkpoint, report)
-            learn_shapes_from_clip(clip, destination)  # the avatar's own mouth shapes, from its video's audio
+            report("mouth from audio", 0.0, {})
+            learn_avatar_mouth(clip, avatar, destination)  # the avatar's own mouth, from its video's audio
         Path(params["source"]).unlink(missing_ok=True)
         self.generator.forget(name)
         return {"name": name, "gaussians": avatar.num_gaussians, "metrics": avatar.metrics}

@@ -16,7 +16,8 @@ when replayed (`animation.mouth_delay.measure_phone_shift`). The "phones" column
 Where r is lost: coef_r* = r of the driven mouth-opening curve computed from the expression coefficients (before
 rendering) against the real tracked tail; open_r_ceiling / coef_r_ceiling = the same tail rendered from its own
 *tracked* expressions (the ceiling of render + re-tracking, and of the rig's coefficients).
-Each avatar's mouth on a Piper sentence is drawn to OUT/<video>/piper_mouth.png.
+Each avatar's mouth on a Piper sentence is drawn to OUT/<video>/piper_mouth.png, the tail's real and driven
+mouth openings to OUT/<video>/lipsync.png.
 `--json` last line: {"runs": [{"video", "open_r", "lmd_pct", ...}]}.
 """
 from __future__ import annotations
@@ -45,7 +46,9 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
                                            render_lipsync_tail, track_landmarks)
     from animation.motion import Motion
     from animation.mouth_model import load_mouth_model, opening_curve
-    from animation.viseme_shapes import GENERIC, generic_viseme_shapes, learn_shapes_from_clip
+    from animation.mouth_plot import plot_lipsync_tail
+    from animation.mouth_calibration import learn_avatar_mouth
+    from animation.viseme_shapes import GENERIC, generic_viseme_shapes
     from avatar.build import build_avatar_from_clip, prepare_clip
     from avatar.model import Avatar
     from avatar.preprocess import Holdout, preprocess_video
@@ -65,7 +68,8 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     tail = np.arange(first, clip.num_frames)
     first_sample = int(round(first / clip.fps * clip.audio_sample_rate))
     # Both the viseme shapes and the audio -> mouth model from the training part only, never the tail.
-    shapes = learn_shapes_from_clip(clip, out, holdout_from_frame=first) or generic_viseme_shapes(avatar.num_expressions)
+    shapes = (learn_avatar_mouth(clip, avatar, out, holdout_from_frame=first)
+              or generic_viseme_shapes(avatar.num_expressions))
     mouth = load_mouth_model(out, avatar.num_expressions, avatar.fps)
     real = prepared.data.frames[first:].numpy()
     poses = (avatar.rotations[tail].numpy(), avatar.translations[tail].numpy())  # tracked (and refined) head poses
@@ -90,6 +94,9 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
         row[f"open_r{label}"] = round(scores["open_r"], 3)
         row[f"lmd_pct{label}"] = round(scores["lmd_pct"], 3)
         row[f"tracked{label}"] = f"{scores['tracked_frames']}/{scores['frames']}"
+        if label == "":
+            plot_lipsync_tail(tail_audio, clip.audio_sample_rate, avatar.fps, scores, out / "lipsync.png",
+                              f"{path.stem} tail")
     row["learned_visemes"] = int(shapes.learned.sum())
     if mouth is not None:
         plot_piper_sentence(avatar, shapes, mouth, out / "piper_mouth.png")

@@ -14,7 +14,9 @@ training-resolution crops. The held-out tail is never read.
 - with `--render DIR` (a `bench.lipsync --out DIR` folder holding each clip's avatar): the window rendered with
   that avatar and re-tracked, open_r and lmd_pct as in `bench.lipsync`. The avatar was trained on these
   frames, so its pixels are not held out, but the mouth model never saw the window; this measures what the
-  render and the tracker make of a driven mouth (e.g. small motions lost as closed lips).
+  render and the tracker make of a driven mouth (e.g. small motions lost as closed lips). The mouth model is
+  calibrated to the avatar (`animation.mouth_calibration`) on the longest stretch of training frames outside
+  the window, as the studio calibrates it on its training frames.
 - `--option NAME=VALUE` overrides a `MouthFitOptions` field (tuples as comma lists), e.g. `num_bands=40`.
 
 Measured with its prototype (2026-12-04, real opening from the tracker's own crops): 8 mel bands 0.577 mean
@@ -64,6 +66,7 @@ def parse_options(pairs: list[str]):
 def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -> dict:
     from animation.lipsync_metrics import (lip_landmark_distance, lipsync_tail_motion, mouth_open_curve,
                                            open_correlation, render_lipsync_tail, track_landmarks)
+    from animation.mouth_calibration import calibrate_mouth_model, calibration_frames
     from animation.mouth_model import fit_mouth_model, opening_curve
     from animation.viseme_shapes import learn_viseme_shapes, recognised_viseme_weights
     from audio.align import time_speech
@@ -95,6 +98,8 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
         valid[window] = False
         model = fit_mouth_model(coeffs, clip.neutral, clip.basis, wave, rate, clip.fps, speech.phones,
                                 speech.phone_set, valid, options, partial(recognised_viseme_weights, fps=clip.fps))
+        if avatar is not None:  # the avatar's opening response, measured without the window too
+            calibrate_mouth_model(model, avatar, calibration_frames(valid))
         shapes = learn_viseme_shapes(coeffs, clip.fps, speech.phones, speech.phone_set, valid,
                                      phone_shift_frames=model.facts.phone_shift(model.facts.recording_delay_frames))
         segment = wave[int(round(window[0] * rate / clip.fps)):int(round((window[-1] + 1) * rate / clip.fps))]
@@ -104,6 +109,7 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
         driver = avatar if avatar is not None else _StandIn(clip.fps, coeffs.shape[1])
         motion, _ = lipsync_tail_motion(driver, segment, rate, poses, shapes, mouth=model)
         row = {"frames": [int(window[0]), int(window[-1]) + 1], "gain": round(model.facts.gain, 3),
+               "render_gain": round(model.facts.render_gain, 3),
                "coef_r": round(open_correlation(opening_curve(motion.coeffs, clip.neutral, clip.basis), real_open), 3)}
         if avatar is not None:
             _, frames = render_lipsync_tail(avatar, segment, rate, poses, render_dir / "window.mp4", motion=motion)

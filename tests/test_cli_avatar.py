@@ -1,6 +1,8 @@
 """`app.py train` / `app.py eval`: bad input gets one clear line (exit 2) and never costs a saved avatar."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,4 @@ def test_eval_renders_the_held_out_tail_with_its_audio(shared_data, tmp_path, ca
     assert frames == 50 and abs(seconds - 2.0) < 0.1
     assert -1.0 <= metrics["lipsync_open_r"] <= 1.0 and metrics["lipsync_lmd_pct"] > 0
     assert metrics["lipsync"].endswith("lipsync.mp4")
+    assert Path(metrics["lipsync_plot"]).stat().st_size > 10_000  # real vs driven opening over the tail

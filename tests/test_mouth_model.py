@@ -180,9 +180,11 @@ def test_facts_written_before_the_delay_search_still_load(tmp_path) -> None:
     model.save(tmp_path)
     facts = json.loads((tmp_path / "mouth_model.json").read_text())
     del facts["measured_delay_frames"], facts["components"], facts["gain"], facts["phone_shift_frames"]
+    del facts["render_slope"], facts["render_gain"]
     (tmp_path / "mouth_model.json").write_text(json.dumps(facts))
     loaded = load_mouth_model(tmp_path, num_coeffs=2, fps=FPS)
     assert loaded is not None and loaded.facts.components == 0 and loaded.facts.gain == 1.0
+    assert loaded.facts.render_gain == 1.0 and loaded.facts.render_slope is None  # not calibrated to an avatar
     # before the phone shift was measured, the phone track moved with the recording's audio delay
     assert loaded.facts.phone_shift_frames is None and loaded.facts.phone_shift(None) == 0
     assert loaded.facts.phone_shift(loaded.facts.recording_delay_frames) == loaded.facts.recording_delay_frames - 1
@@ -230,6 +232,9 @@ def test_amplify_scales_the_motion_around_the_training_mean_within_its_range() -
     np.testing.assert_allclose(model.amplify(far[None]), model.coeff_max[None])  # clamped to the training range
     partly = model.amplify(inside, strength=np.array([0.0, 0.5]))  # frame 0 untouched, frame 1 at gain 1.75
     np.testing.assert_allclose(partly, [inside[0], mean + 1.75 * (inside[1] - mean)])
+    model.facts.gain, model.facts.render_gain = 1.25, 1.6  # the avatar's render gain multiplies the model's
+    np.testing.assert_allclose(model.amplify(inside), mean + 2.0 * (inside - mean))
+    model.facts.render_gain = 1.0
     with pytest.raises(ValueError, match="strength"):
         model.amplify(inside, strength=np.ones(3))
     with pytest.raises(ValueError, match="coeffs must be"):

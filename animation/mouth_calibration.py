@@ -1,0 +1,133 @@
+"""How wide a trained avatar draws an open mouth, and the gain that makes up for it.
+
+The driven mouth (`animation.mouth_model`) is calibrated on expression coefficients: its motion is scaled by the
+least-squares slope of the real opening on the cross-validated one. But what a viewer (and FaceMesh) sees is the
+avatar's render of those coefficients, and an avatar can draw a mesh's lip gap narrower than the mesh has it:
+blurred lip edges, teeth and mouth interior learned from few open-mouth frames. Rendered and re-tracked, the
+shared German clip's `fast` avatar opens its mouth about 0.84 as wide as its mesh does; the Obama clip's 1.07 as
+wide. The render and the tracker also add a noise of their own to the opening (about 0.006 of the eye distance on
+that German avatar, as much for driven as for real coefficients), so a mouth drawn narrower loses more of its
+motion to that noise: the German clip's driven opening kept r 0.508 of its coefficients' 0.594 on the training
+windows, the Obama clip's 0.597 of 0.591.
+
+`measure_opening_response` renders the avatar on a stretch of its own training track (tracked poses and
+expressions, never a held-out tail), re-tracks the frames with FaceMesh and returns the least-squares slope of the
+rendered opening on the mesh's. `response_gain` turns it into the factor the driven mouth's motion is scaled by
+on top of its own calibration: 1 / slope, at least 1 (an avatar that draws openings full size is left alone;
+shrinking would only lose more motion to the noise), at most `max_gain`. Measured on 4-s windows of the two
+shared clips' training parts (`bench.lipsync_windows --render`, the mouth model refitted without each window and
+the response measured without it; 2026-12-05): rendered opening r 0.597 -> 0.597 (Obama, slopes 1.05-1.08, so
+no change), 0.508 -> 0.543 (German, slopes 0.82-0.86, gains 1.16-1.22), LMD 2.354 -> 2.354 %, 1.669 -> 1.675 %.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from animation.mouth_model import MouthModel, opening_curve
+
+DEFAULT_MAX_FRAMES = 250  # 10 s at 25 fps: about 20 s of rendering and tracking on 2 cores at 256 px
+DEFAULT_MAX_GAIN = 2.0
+
+
+def response_slope(mesh_opening: np.ndarray, rendered_opening: np.ndarray) -> float:
+    """Least-squares slope of the rendered (re-tracked) opening [T] on the mesh's [T], over frames where both are
+    finite -> slope. Raises ValueError when fewer than 10 frames were tracked or the mesh barely moves."""
+    mesh, rendered = np.asarray(mesh_opening, np.float64), np.asarray(rendered_opening, np.float64)
+    if mesh.ndim != 1 or mesh.shape != rendered.shape:
+        raise ValueError(f"need two opening curves [T] of one length, got {mesh.shape} and {rendered.shape}")
+    ok = np.isfinite(mesh) & np.isfinite(rendered)
+    if ok.sum() < 10:
+        raise ValueError(f"only {int(ok.sum())} frames were tracked; need 10 to measure the mouth's response")
+    mesh, rendered = mesh[ok], rendered[ok]
+    spread = mesh.var()
+    if spread < 1e-8:
+        raise ValueError("the mouth barely moves in these frames; its response cannot be measured")
+    return float(np.mean((mesh - mesh.mean()) * (rendered - rendered.mean())) / spread)
+
+
+def response_gain(slope: float, max_gain: float = DEFAULT_MAX_GAIN) -> float:
+    """The driven mouth's extra gain for an avatar that draws openings `slope` times the mesh's -> [1, max_gain]."""
+    if not max_gain >= 1.0:
+        raise ValueError(f"max_gain must be >= 1, got {max_gain}")
+    if not slope > 0:
+        return float(max_gain)  # a mouth that does not open in the render: as much as allowed
+    return float(np.clip(1.0 / slope, 1.0, max_gain))
+
+
+def calibration_frames(valid: np.ndarray, stop: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES) -> np.ndarray:
+    """The longest run of consecutive valid frames before `stop` (a held-out tail's first frame), at most
+    `max_frames` of it -> frame indices [n]. valid: [T] bool. FaceMesh tracks a video better than jumps."""
+    valid = np.asarray(valid, bool).copy()
+    if valid.ndim != 1 or max_frames < 1:
+        raise ValueError(f"need valid [T] and max_frames >= 1, got {valid.shape} and {max_frames}")
+    if stop is not None:
+        valid[int(stop):] = False
+    frames = np.flatnonzero(valid)
+    if len(frames) == 0:
+        return frames
+    runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1)
+    return max(runs, key=len)[:max_frames]
+
+
+def measure_opening_response(avatar, frames: np.ndarray) -> float:
+    """Render `avatar` on its own training track at `frames` [n] (tracked poses and expressions, over its plate),
+    re-track with FaceMesh -> `response_slope` of the rendered opening on the mesh's."""
+    from animation import idle
+    from animation.lipsync_metrics import mouth_open_curve, track_landmarks
+    from animation.motion import Motion
+    from animation.viseme_shapes import GENERIC
+    from render.pipeline import BackgroundSpec, RenderOptions, render_frames
+
+    frames = np.asarray(frames, np.int64)
+    if frames.ndim != 1 or len(frames) == 0 or frames.min() < 0 or frames.max() >= len(avatar.expression_coeffs):
+        raise ValueError(f"frames must index the avatar's {len(avatar.expression_coeffs)} tracked frames")
+    n = len(frames)
+    coeffs = avatar.expression_coeffs[frames].double().numpy()  # [n, K]
+    motion = Motion(avatar.fps, idle.rotation_to_axis_angle(avatar.rotations[frames].double().numpy()),
+                    avatar.translations[frames].double().numpy(), coeffs, np.zeros((n, len(GENERIC))), np.zeros(n),
+                    np.zeros(n), n / avatar.fps)
+    rendered = np.concatenate(list(render_frames(avatar, motion, BackgroundSpec("plate"), RenderOptions())))
+    mesh = opening_curve(coeffs, avatar.neutral.double().numpy(), avatar.expression_basis.double().numpy())
+    return response_slope(mesh, mouth_open_curve(track_landmarks(list(rendered))))
+
+
+def calibrate_mouth_model(model: MouthModel, avatar, frames: np.ndarray,
+                          max_gain: float = DEFAULT_MAX_GAIN) -> MouthModel:
+    """Set the model's `render_gain` (and `render_slope`) for `avatar`, measured on `frames` -> the same model."""
+    slope = measure_opening_response(avatar, frames)
+    model.facts.render_slope = round(slope, 4)
+    model.facts.render_gain = response_gain(slope, max_gain)
+    return model
+
+
+def calibrate_saved_mouth(avatar, folder: str | Path, valid: np.ndarray, stop: int | None = None) -> float | None:
+    """Calibrate the mouth model saved in `folder` (beside `avatar`) on the avatar's training frames before `stop`
+    and save it again -> the render gain, or None when there is no model or no measurable stretch (the model is
+    then left as it was: gain 1 on top of its own calibration)."""
+    from animation.mouth_model import load_mouth_model
+
+    model = load_mouth_model(folder, avatar.num_expressions, avatar.fps)
+    frames = calibration_frames(valid, stop)
+    if model is None or len(frames) < 10:
+        return None
+    try:
+        calibrate_mouth_model(model, avatar, frames)
+    except ValueError:
+        return None
+    model.save(folder)
+    return model.facts.render_gain
+
+
+def learn_avatar_mouth(clip, avatar, folder: str | Path, holdout_from_frame: int | None = None):
+    """A trained avatar's mouth from its video: the viseme shapes and the audio -> mouth model learned from the
+    clip (`animation.viseme_shapes.learn_shapes_from_clip`, never frames from `holdout_from_frame` on), then the
+    model calibrated to how this avatar draws an open mouth (`calibrate_saved_mouth`) -> the viseme shapes, or
+    None when the clip's speech cannot be timed (nothing saved)."""
+    from animation.viseme_shapes import learn_shapes_from_clip
+
+    shapes = learn_shapes_from_clip(clip, folder, holdout_from_frame=holdout_from_frame)
+    if shapes is not None:
+        calibrate_saved_mouth(avatar, folder, np.asarray(clip.valid), holdout_from_frame)
+    return shapes
