@@ -4,20 +4,25 @@ The driven mouth (`animation.mouth_model`) is calibrated on expression coefficie
 least-squares slope of the real opening on the cross-validated one. But what a viewer (and FaceMesh) sees is the
 avatar's render of those coefficients, and an avatar can draw a mesh's lip gap narrower than the mesh has it:
 blurred lip edges, teeth and mouth interior learned from few open-mouth frames. Rendered and re-tracked, the
-shared German clip's `fast` avatar opens its mouth about 0.84 as wide as its mesh does; the Obama clip's 1.07 as
-wide. The render and the tracker also add a noise of their own to the opening (about 0.006 of the eye distance on
-that German avatar, as much for driven as for real coefficients), so a mouth drawn narrower loses more of its
-motion to that noise: the German clip's driven opening kept r 0.508 of its coefficients' 0.594 on the training
-windows, the Obama clip's 0.597 of 0.591.
+ninth session's German `fast` avatar opened its mouth about 0.82 as wide as its mesh did, a retrained one 1.02,
+the Obama avatars 1.07-1.08. The render and the tracker also add a noise of their own to the opening (about
+0.006 of the eye distance on that German avatar, as much for driven as for real expressions), so a mouth drawn
+narrower loses more of its motion to that noise: that German avatar's driven opening kept r 0.508 of its
+coefficients' 0.594 on the training windows, the Obama one 0.597 of 0.591.
 
 `measure_opening_response` renders the avatar on a stretch of its own training track (tracked poses and
 expressions, never a held-out tail), re-tracks the frames with FaceMesh and returns the least-squares slope of the
 rendered opening on the mesh's. `response_gain` turns it into the factor the driven mouth's motion is scaled by
 on top of its own calibration: 1 / slope, at least 1 (an avatar that draws openings full size is left alone;
-shrinking would only lose more motion to the noise), at most `max_gain`. Measured on 4-s windows of the two
-shared clips' training parts (`bench.lipsync_windows --render`, the mouth model refitted without each window and
-the response measured without it; 2026-12-05): rendered opening r 0.597 -> 0.597 (Obama, slopes 1.05-1.08, so
-no change), 0.508 -> 0.543 (German, slopes 0.82-0.86, gains 1.16-1.22), LMD 2.354 -> 2.354 %, 1.669 -> 1.675 %.
+shrinking would only lose more motion to the noise), at most `max_gain`.
+
+Measured on 4-s windows of the two shared clips' training parts (`bench.lipsync_windows --render`, the mouth
+model refitted and the response measured without each window; 2026-12-05), rendered opening r / LMD:
+- no render gain: 0.597 / 2.354 % (Obama), 0.508 / 1.669 % (German);
+- this slope (kept): 0.597 / 2.354 % (slopes 1.05-1.08, gain 1), 0.543 / 1.675 % (gains 1.16-1.22);
+- the slope of the audio-driven mouth instead (the training stretch driven by its own audio, as a tail is):
+  0.597 / 2.354 % (gain 1), 0.549 / 1.698 % (gains 1.15-1.37). As good, but it needs the audio model, its phone
+  recognition and audio the model has already seen, to measure much the same thing.
 """
 from __future__ import annotations
 

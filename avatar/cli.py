@@ -42,7 +42,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                      description="Hold out the last S seconds, train on the rest, render the tail.")
     evaluate.add_argument("video", type=Path, help="talking-head video")
     evaluate.add_argument("--holdout-seconds", type=float, required=True, help="seconds at the end to hold out")
-    evaluate.add_argument("--out", type=Path, required=True, help="output folder (reconstruction.mp4, lipsync.mp4, lipsync.png, metrics.json)")
+    evaluate.add_argument("--out", type=Path, required=True,
+                          help="output folder (reconstruction.mp4, lipsync.mp4, lipsync.png, metrics.json)")
     evaluate.add_argument("--preset", choices=PRESET_CHOICES, default="fast", help="training preset (default fast)")
     evaluate.set_defaults(handler=run_eval)
 
