@@ -45,9 +45,9 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     from animation.lipsync_metrics import (lipsync_scores, lipsync_tail_motion, mouth_open_curve, open_correlation,
                                            render_lipsync_tail, track_landmarks)
     from animation.motion import Motion
+    from animation.mouth_calibration import learn_avatar_mouth
     from animation.mouth_model import load_mouth_model, opening_curve
     from animation.mouth_plot import plot_lipsync_tail
-    from animation.mouth_calibration import learn_avatar_mouth
     from animation.viseme_shapes import GENERIC, generic_viseme_shapes
     from avatar.build import build_avatar_from_clip, prepare_clip
     from avatar.model import Avatar
