@@ -18,6 +18,8 @@ training-resolution crops. The held-out tail is never read.
   calibrated to the avatar (`animation.mouth_calibration`) on the longest stretch of training frames outside
   the window, as the studio calibrates it on its training frames.
 - `--option NAME=VALUE` overrides a `MouthFitOptions` field (tuples as comma lists), e.g. `num_bands=40`.
+- `--train-seconds S`: each window's model learns from only the S seconds of training frames nearest the window
+  (a learning curve; below 12 s pass `--option min_training_s=4` too).
 
 Measured with its prototype (2026-12-04, real opening from the tracker's own crops): 8 mel bands 0.577 mean
 coef_r over the 8 windows against 0.557-0.562 for 16-64 bands, though 40 bands scored +0.09 on Obama's tail
@@ -63,7 +65,16 @@ def parse_options(pairs: list[str]):
     return MouthFitOptions(**values)
 
 
-def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -> dict:
+def nearest_frames(valid: np.ndarray, window: np.ndarray, count: int) -> np.ndarray:
+    """valid [T] with only the `count` valid frames nearest the window's centre kept -> [T] bool."""
+    frames = np.flatnonzero(valid)
+    kept = np.zeros_like(np.asarray(valid, bool))
+    kept[frames[np.argsort(np.abs(frames - window.mean()), kind="stable")[:max(0, int(count))]]] = True
+    return kept
+
+
+def evaluate_video(path: Path, windows: int, options, render_dir: Path | None,
+                   train_seconds: float | None = None) -> dict:
     from animation.lipsync_metrics import (lip_landmark_distance, lipsync_tail_motion, mouth_open_curve,
                                            open_correlation, render_lipsync_tail, track_landmarks)
     from animation.mouth_calibration import calibrate_mouth_model, calibration_frames
@@ -96,6 +107,8 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None) -
     for window in np.array_split(np.arange(first), windows):
         valid = valid_all.copy()
         valid[window] = False
+        if train_seconds is not None:
+            valid = nearest_frames(valid, window, int(round(train_seconds * clip.fps)))
         model = fit_mouth_model(coeffs, clip.neutral, clip.basis, wave, rate, clip.fps, speech.phones,
                                 speech.phone_set, valid, options, partial(recognised_viseme_weights, fps=clip.fps))
         if avatar is not None:  # the avatar's opening response, measured without the window too
@@ -137,6 +150,8 @@ def main() -> None:
     parser.add_argument("--render", type=Path, default=None, help="a bench.lipsync --out folder with the avatars")
     parser.add_argument("--option", action="append", default=[], help="MouthFitOptions override NAME=VALUE")
     parser.add_argument("--videos", nargs="*", type=Path, default=[DATA / v for v in VIDEOS])
+    parser.add_argument("--train-seconds", type=float, default=None,
+                        help="learn each window's model from only this many seconds of training frames")
     args = parser.parse_args()
     options = parse_options(args.option)
     runs = []
@@ -144,14 +159,14 @@ def main() -> None:
         if not video.is_file():
             print(f"skipping {video}: not found")
             continue
-        runs.append(evaluate_video(video, args.windows, options, args.render))
+        runs.append(evaluate_video(video, args.windows, options, args.render, args.train_seconds))
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "windows"}), flush=True)
     shown = [{k: ("-" if v is None else f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()
               if k != "windows"} for run in runs]
     table = format_table(shown, ["video", "coef_r", "open_r", "lmd_pct"])
     if runs:
         table += f"\nmean coef_r over all windows: {np.mean([w['coef_r'] for r in runs for w in r['windows']]):.3f}"
-    emit({"runs": runs, "options": dataclasses.asdict(options)}, table, args.json)
+    emit({"runs": runs, "options": dataclasses.asdict(options), "train_seconds": args.train_seconds}, table, args.json)
 
 
 if __name__ == "__main__":

@@ -321,6 +321,16 @@ def test_a_model_from_a_real_video_reads_a_piper_sentence(shared_data, tmp_path)
     assert png.stat().st_size > 10_000
 
 
+def test_windows_bench_learning_curve_keeps_the_valid_frames_nearest_the_window() -> None:
+    from bench.lipsync_windows import nearest_frames
+
+    valid = np.ones(20, bool)
+    valid[[8, 9, 10, 11, 3]] = False  # the window is 8-11; frame 3 was not tracked
+    kept = nearest_frames(valid, np.arange(8, 12), 6)
+    np.testing.assert_array_equal(np.flatnonzero(kept), [5, 6, 7, 12, 13, 14])
+    assert nearest_frames(valid, np.arange(8, 12), 100).sum() == valid.sum()
+
+
 def test_windows_bench_parses_fit_options_by_field_type() -> None:
     """bench.lipsync_windows --option NAME=VALUE: tuples from comma lists, bools, numbers; unknown names refused."""
     from bench.lipsync_windows import parse_options
