@@ -99,6 +99,14 @@ class Motion:
     def num_frames(self) -> int:
         return int(len(self.rotations))
 
+    @staticmethod
+    def from_expressions(fps: float, rotations: np.ndarray, translations: np.ndarray, coeffs: np.ndarray) -> "Motion":
+        """Given head poses (rotations [T, 3] axis-angle, translations [T, 3]) and expression coefficients [T, K]
+        played as they are: no generic shapes, no blinks, e.g. a clip's own tracked expressions."""
+        t = len(rotations)
+        return Motion(fps, rotations, translations, coeffs, np.zeros((t, len(GENERIC))), np.zeros(t), np.zeros(t),
+                      t / fps)
+
     def rotation_matrices(self) -> np.ndarray:  # [T, 3, 3]
         return idle.axis_angle_to_rotation(self.rotations)
 

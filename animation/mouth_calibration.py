@@ -82,17 +82,14 @@ def measure_opening_response(avatar, frames: np.ndarray) -> float:
     from animation import idle
     from animation.lipsync_metrics import mouth_open_curve, track_landmarks
     from animation.motion import Motion
-    from animation.viseme_shapes import GENERIC
     from render.pipeline import BackgroundSpec, RenderOptions, render_frames
 
     frames = np.asarray(frames, np.int64)
     if frames.ndim != 1 or len(frames) == 0 or frames.min() < 0 or frames.max() >= len(avatar.expression_coeffs):
         raise ValueError(f"frames must index the avatar's {len(avatar.expression_coeffs)} tracked frames")
-    n = len(frames)
     coeffs = avatar.expression_coeffs[frames].double().numpy()  # [n, K]
-    motion = Motion(avatar.fps, idle.rotation_to_axis_angle(avatar.rotations[frames].double().numpy()),
-                    avatar.translations[frames].double().numpy(), coeffs, np.zeros((n, len(GENERIC))), np.zeros(n),
-                    np.zeros(n), n / avatar.fps)
+    motion = Motion.from_expressions(avatar.fps, idle.rotation_to_axis_angle(avatar.rotations[frames].double().numpy()),
+                                     avatar.translations[frames].double().numpy(), coeffs)
     rendered = np.concatenate(list(render_frames(avatar, motion, BackgroundSpec("plate"), RenderOptions())))
     mesh = opening_curve(coeffs, avatar.neutral.double().numpy(), avatar.expression_basis.double().numpy())
     return response_slope(mesh, mouth_open_curve(track_landmarks(list(rendered))))

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,9 +41,9 @@ def merge_members(members: list, reference_delay: int):
     bands = first.num_bands + 1
     if len({f.phone_shift_frames is None for f, *_ in members}) > 1:
         raise ValueError("members must all have a measured phone shift, or none of them")
-    # where each member's phone track sits when the recording is replayed, against the merged model's
-    replay_shift = (reference_delay - first.speech_delay_frames if first.phone_shift_frames is None
-                    else first.phone_shift_frames)
+    # where each member's phone track sits when the recording is replayed, against the merged model's (whose
+    # recording delay is the reference)
+    replay_shift = replace(first, recording_delay_frames=reference_delay).phone_shift(reference_delay)
     viseme_lags = [f.phone_shift(f.recording_delay_frames) - replay_shift for f, *_ in members]
     audio_offsets = sorted({f.recording_delay_frames - reference_delay + o for f, *_ in members for o in f.offsets})
     viseme_offsets = sorted({lag + o for (f, *_), lag in zip(members, viseme_lags) for o in f.viseme_offsets})

@@ -48,7 +48,7 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     from animation.mouth_calibration import learn_avatar_mouth
     from animation.mouth_model import load_mouth_model, opening_curve
     from animation.mouth_plot import plot_lipsync_tail
-    from animation.viseme_shapes import GENERIC, generic_viseme_shapes
+    from animation.viseme_shapes import generic_viseme_shapes
     from avatar.build import build_avatar_from_clip, prepare_clip
     from avatar.model import Avatar
     from avatar.preprocess import Holdout, preprocess_video
@@ -82,9 +82,8 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     motions = {label: lipsync_tail_motion(avatar, tail_audio, clip.audio_sample_rate, poses, chosen, mouth=model)[0]
                for label, chosen, model in variants}
     # the ceiling: the tail's own tracked expressions, rendered and re-tracked the same way
-    n = len(tail)
-    motions["_ceiling"] = Motion(avatar.fps, motions[""].rotations, motions[""].translations, clip.coeffs[tail],
-                                 np.zeros((n, len(GENERIC))), np.zeros(n), np.zeros(n), n / avatar.fps)
+    motions["_ceiling"] = Motion.from_expressions(avatar.fps, motions[""].rotations, motions[""].translations,
+                                                  clip.coeffs[tail])
     for label, motion in motions.items():
         if label != "_generic":  # generic shapes move the generic columns, not the avatar's coefficients
             row[f"coef_r{label}"] = round(open_correlation(opening_curve(motion.coeffs, neutral, basis), real_open), 3)

@@ -215,3 +215,14 @@ def test_mouth_model_gain_scales_speech_but_leaves_synthetic_pauses_at_rest(avat
     np.testing.assert_allclose(motion.coeffs[int(1.2 * 25):int(1.6 * 25)], 0.0, atol=1e-12)
     vowel = motion.coeffs[int(0.56 * 25)]
     assert np.all(np.abs(vowel - c0) > 1.2 * np.abs(c0)), (vowel, c0)
+
+
+def test_motion_from_expressions_plays_the_given_poses_and_coefficients_only() -> None:
+    rng = np.random.default_rng(4)
+    rotations, translations, coeffs = rng.normal(size=(6, 3)) * 0.1, rng.normal(size=(6, 3)), rng.normal(size=(6, 5))
+    motion = Motion.from_expressions(25.0, rotations, translations, coeffs)
+    np.testing.assert_array_equal(motion.rotations, rotations)
+    np.testing.assert_array_equal(motion.translations, translations)
+    np.testing.assert_array_equal(motion.coeffs, coeffs)
+    assert not motion.generic.any() and not motion.blink.any() and not motion.mouth_open.any()
+    assert motion.num_frames == 6 and motion.audio_seconds == pytest.approx(6 / 25.0)
