@@ -7,6 +7,10 @@ recording gain, the microphone's colour and much of the speaker's voice, so a mo
 training video also reads another voice (our TTS) or a quieter recording; what is left is how the spectrum
 moves, which is what the mouth does. Context is added by `with_context`: the same features at frame offsets.
 
+`viseme_posteriors` adds what sound it is: the acoustic model's phone posteriors (`audio.phone_posteriors`)
+summed per viseme class, averaged per video frame the same way (not normalised: they are probabilities, already
+independent of gain and largely of the speaker). `mouth_features` puts both side by side.
+
 Pure numpy; about 5 ms per second of audio.
 """
 from __future__ import annotations
@@ -72,17 +76,7 @@ def frame_features(waveform: np.ndarray, sample_rate: int, fps: float, n_frames:
     if not fps > 0 or int(n_frames) < 1:
         raise ValueError(f"fps must be positive and n_frames >= 1, got {fps} and {n_frames}")
     hops = hop_features(waveform, sample_rate, num_bands)  # [H, D]
-    n_frames = int(n_frames)
-    owner = np.floor((np.arange(len(hops)) + 0.5) * HOP_S * fps).astype(np.int64)  # frame of each hop's centre
-    keep = owner < n_frames
-    sums = np.zeros((n_frames, hops.shape[1]))
-    counts = np.zeros(n_frames)
-    np.add.at(sums, owner[keep], hops[keep])
-    np.add.at(counts, owner[keep], 1.0)
-    features = sums / np.maximum(counts, 1.0)[:, None]
-    empty = counts == 0
-    if empty.any():  # frames beyond the audio: the last hop's features
-        features[empty] = hops[-1]
+    features = _frames_mean(hops, (np.arange(len(hops)) + 0.5) * HOP_S, fps, int(n_frames))
     scale = features.std(axis=0)
     return (features - features.mean(axis=0)) / np.where(scale > 1e-6, scale, 1.0)
 
@@ -100,3 +94,43 @@ def with_context(features: np.ndarray, offsets) -> np.ndarray:
         raise ValueError("offsets must not be empty")
     index = np.clip(np.arange(len(features))[:, None] + np.array(offsets)[None], 0, len(features) - 1)  # [T, O]
     return features[index].reshape(len(features), -1)
+
+
+def _frames_mean(values: np.ndarray, centres_s: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+    """Per-hop values [H, D] averaged over the hops whose centre (seconds, [H]) falls in each frame -> [T, D];
+    frames with no hop (past the end) repeat the last hop's values."""
+    owner = np.floor(np.asarray(centres_s) * fps).astype(np.int64)
+    keep = owner < n_frames
+    sums = np.zeros((n_frames, values.shape[1]))
+    counts = np.zeros(n_frames)
+    np.add.at(sums, owner[keep], values[keep])
+    np.add.at(counts, owner[keep], 1.0)
+    out = sums / np.maximum(counts, 1.0)[:, None]
+    out[counts == 0] = values[-1]
+    return out
+
+
+def viseme_posteriors(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """Probability of each viseme class (`animation.visemes.VISEMES` order) per video frame -> [T, 15], from the
+    acoustic model's phone posteriors (`audio.phone_posteriors.hop_posteriors`); rows sum to 1."""
+    from audio.phone_posteriors import hop_centres_s, hop_posteriors, load_acoustic_model
+    from animation.visemes import VISEMES, viseme_class_of
+
+    if not fps > 0 or int(n_frames) < 1:
+        raise ValueError(f"fps must be positive and n_frames >= 1, got {fps} and {n_frames}")
+    model = load_acoustic_model()
+    grouping = np.zeros((len(model.phones), len(VISEMES)))  # [P, 15]: each phone to its viseme class
+    for row, phone in enumerate(model.phones):
+        grouping[row, VISEMES.index(viseme_class_of(phone, "arpabet"))] = 1.0
+    phones = hop_posteriors(waveform, sample_rate, model)  # [H, P]
+    return _frames_mean(phones @ grouping, hop_centres_s(len(phones)), fps, int(n_frames))
+
+
+def mouth_features(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: int, num_bands: int = 8,
+                   posteriors: bool = True) -> np.ndarray:
+    """The mouth model's audio inputs per video frame -> [T, num_bands + 1 (+ 15)]: `frame_features` (the log
+    energy at column num_bands), then `viseme_posteriors` when `posteriors`."""
+    features = frame_features(waveform, sample_rate, fps, n_frames, num_bands)
+    if not posteriors:
+        return features
+    return np.concatenate([features, viseme_posteriors(waveform, sample_rate, fps, n_frames)], axis=1)

@@ -257,7 +257,7 @@ def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coef
     closure = np.maximum(closure, silence)
     # the amplitude gain scales speech; a synthetic pause stays at the rest shape itself
     coeffs = mouth.amplify(blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share),
-                           strength=1.0 - silence)
+                           strength=1.0 - silence, closure=closure)
     phone_share = 1.0 - (1.0 - closure[:, None]) * mouth.facts.audio_share  # [T, 1] as in blend_with_phones
     generic = phone_generic.copy()
     mouth_columns = [GENERIC_INDEX[name] for name in ("jaw_open", "lip_spread", "lip_round", "lip_press")]

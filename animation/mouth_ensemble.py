@@ -30,15 +30,15 @@ def merge_members(members: list, reference_delay: int):
     """Average linear mouth models into one -> (facts, mean [D], scale [D], weights [D, K], intercept [K]).
 
     members: (facts, mean, scale, weights, intercept) per model, all fitted on the same frames and features
-    (same bands and fps), differing in delay, offsets, viseme features and mix share. Each is linear in columns
-    "feature f at frame t + delay + offset", so their share-weighted average is linear in the union of those
+    (same audio features and fps), differing in delay, offsets, viseme features and mix share. Each is linear in
+    columns "feature f at frame t + delay + offset", so their share-weighted average is linear in the union of those
     columns, written at offsets from `reference_delay` (the saved recording delay); the viseme columns likewise
     at offsets from the phone track's replay position (each member's `phone_shift`; a fitted model's members
     share it). Mixing that average with the phone-based mouth at the mean share equals averaging the members'
     own mixes (`blend_with_phones` is linear in the share). A column shared by members has the same
     standardisation in each (same data, same rows)."""
     first = members[0][0]
-    bands = first.num_bands + 1
+    bands = first.audio_width
     if len({f.phone_shift_frames is None for f, *_ in members}) > 1:
         raise ValueError("members must all have a measured phone shift, or none of them")
     # where each member's phone track sits when the recording is replayed, against the merged model's (whose
@@ -62,7 +62,8 @@ def merge_members(members: list, reference_delay: int):
     facts = MouthModelFacts(first.fps, first.num_coeffs, first.num_bands, audio_offsets, viseme_offsets,
                             first.ridge_lambda, total / len(members), reference_delay, first.speech_delay_frames,
                             first.training_frames, first.cv_open_r, components=first.components,
-                            members=len(members), phone_shift_frames=first.phone_shift_frames)
+                            members=len(members), phone_shift_frames=first.phone_shift_frames,
+                            phone_posteriors=first.phone_posteriors)
     return facts, mean, scale, weights, intercept
 
 

@@ -8,7 +8,14 @@ person's own video. With 15-60 s of video a small linear model is what the data 
     coeffs[t] = W^T x[t] + b,   x[t] = [audio features at frames t + d + o for o in offsets,
                                         (optionally) viseme weights at t + d + o' for o' in viseme_offsets]
 
-- audio features: `animation.audio_features.frame_features` (8 mel bands + energy, per-utterance normalised);
+- audio features: `animation.audio_features.mouth_features`: 8 mel bands + energy, per-utterance normalised, and
+  the probability of each of the 15 viseme classes from the acoustic model that ships with pocketsphinx
+  (`audio.phone_posteriors`; the phones' posteriors summed per class, no search, so any language gets them).
+  The hard phone choices of recognition (the viseme features and the phone-based mouth below) are wrong on about
+  a third of the frames; the posteriors keep the model's doubt. On the 4-s training windows
+  (`bench.lipsync_windows`, 2026-12-05) they took the driven coefficients' opening r from 0.591 / 0.594 (Obama /
+  German) to 0.620 / 0.641, with LMD 2.34 -> 2.28 % and 1.69 -> 1.64 % rendered; the 42 phones' posteriors
+  scored the same (0.615 / 0.645), their logs or per-utterance normalised ones less (0.589-0.615 / 0.617-0.639);
 - d, the audio delay in frames: where the audio that goes with the mouth at frame t lies. It holds two things:
   the natural lead of the lips over the sound (about 40 ms) and the recording's own audio/video offset (the
   shared Obama clip is about 240 ms out of sync). The lag that best correlates loudness with mouth opening is a
@@ -40,7 +47,8 @@ person's own video. With 15-60 s of video a small linear model is what the data 
   from 2.37 to 2.78 % (target 2.5), the slope to 2.44 %, so the slope (the scale that minimises the squared
   opening error) is used (the search below picks the rest). Once the avatar is trained, a second factor makes
   up for an avatar that draws the mesh's opening narrower than it is (`animation.mouth_calibration`,
-  `render_gain`);
+  `render_gain`), and an offset along the person's own opening direction (`opening_direction`, `render_offset`)
+  for a driven mouth that the avatar draws narrower on average than the person's own expressions;
 - the delay, ridge regularisation, the component count, whether the viseme weights help as features and the
   audio model's share of the mix are chosen by blocked cross-validation on the training frames (contiguous blocks, with a gap as wide as the
   context so no frame is seen from both sides); each validation block's features are normalised and its
@@ -65,7 +73,7 @@ from pathlib import Path
 
 import numpy as np
 
-from animation.audio_features import frame_features, with_context
+from animation.audio_features import mouth_features, with_context
 from animation.lipsync_metrics import EYE_LEFT, EYE_RIGHT, LOWER_INNER, UPPER_INNER
 from animation.mouth_delay import estimate_delay, measure_phone_shift, pearson
 from animation.visemes import VISEMES
@@ -93,6 +101,8 @@ class MouthFitOptions:
     match_amplitude / max_gain: scale the final mouth's motion by its calibration slope against the real opening in
     cross-validation (`mouth_ensemble.amplitude_gain`, at most max_gain). ensemble: how many of the best
     cross-validated configurations are averaged (`mouth_ensemble.merge_members`; 1 = the best alone).
+    phone_posteriors: add the acoustic model's viseme posteriors to the audio features
+    (`animation.audio_features.viseme_posteriors`).
     """
 
     num_bands: int = 8
@@ -112,6 +122,7 @@ class MouthFitOptions:
     match_amplitude: bool = True
     max_gain: float = 3.0
     ensemble: int = 20
+    phone_posteriors: bool = True
 
     def __post_init__(self) -> None:
         if self.folds < 2 or not self.lambdas or min(self.lambdas) <= 0 or not self.offsets:
@@ -160,11 +171,25 @@ class MouthModelFacts:
     # None: not measured), and the extra gain on the mouth's motion that makes up for it (1: none)
     render_slope: float | None = None
     render_gain: float = 1.0
+    # How the person's face moves as the mouth opens: the coefficients' least-squares change per unit of mesh
+    # opening over the training frames [K] (None: models saved before it), and how far along it the driven mouth
+    # is widened so that the avatar draws it as wide on average as its real mouth (`animation.mouth_calibration`,
+    # in units of opening; 0: not at all)
+    opening_direction: list[float] | None = None
+    render_offset: float = 0.0
+    # the audio features include the viseme posteriors (`animation.audio_features.mouth_features`); False for
+    # models saved before them
+    phone_posteriors: bool = False
     format_version: int = FORMAT_VERSION
 
     @property
+    def audio_width(self) -> int:
+        """Audio features per frame: mel bands, energy and (when used) 15 viseme posteriors."""
+        return self.num_bands + 1 + (len(VISEMES) if self.phone_posteriors else 0)
+
+    @property
     def num_features(self) -> int:
-        return len(self.offsets) * (self.num_bands + 1) + len(self.viseme_offsets) * len(VISEMES)
+        return len(self.offsets) * self.audio_width + len(self.viseme_offsets) * len(VISEMES)
 
     def phone_shift(self, delay_frames: int | None) -> int:
         """Frames the phone track (and the viseme features) move for audio driven at `delay_frames`: 0 for new
@@ -220,21 +245,27 @@ class MouthModel:
         coeffs = ((x - self.feature_mean) / self.feature_scale) @ self.weights + self.intercept
         return np.clip(coeffs, self.coeff_min, self.coeff_max)
 
-    def amplify(self, coeffs: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
+    def amplify(self, coeffs: np.ndarray, strength: np.ndarray | None = None,
+                closure: np.ndarray | None = None) -> np.ndarray:
         """The final mouth [T, K] (this model's prediction mixed with the phone-based mouth) with its motion around
-        the training mean scaled by `facts.gain` x `facts.render_gain`, clamped to the training range -> [T, K].
+        the training mean scaled by `facts.gain` x `facts.render_gain`, widened by `facts.render_offset` along
+        `facts.opening_direction`, clamped to the training range -> [T, K].
 
-        strength: [T] in [0, 1], how much of the gain applies per frame (0 leaves a frame as it is, e.g. the
-        rest shape in a synthetic pause); None = 1 everywhere."""
+        strength: [T] in [0, 1], how much of the gain and offset applies per frame (0 leaves a frame as it is, e.g.
+        the rest shape in a synthetic pause); None = 1 everywhere. closure: [T] in [0, 1], the phones' p/b/m
+        closure weight: those frames are not widened (None: none)."""
         coeffs = np.asarray(coeffs, dtype=np.float64)
         if coeffs.ndim != 2 or coeffs.shape[1] != self.facts.num_coeffs:
             raise ValueError(f"coeffs must be [T, {self.facts.num_coeffs}], got {list(coeffs.shape)}")
         gain = self.facts.gain * self.facts.render_gain
-        scale = np.full(len(coeffs), gain) if strength is None else \
-            1.0 + (gain - 1.0) * np.clip(np.asarray(strength, np.float64), 0.0, 1.0)
-        if scale.shape != (len(coeffs),):
+        share = np.ones(len(coeffs)) if strength is None else np.clip(np.asarray(strength, np.float64), 0.0, 1.0)
+        if share.shape != (len(coeffs),):
             raise ValueError(f"strength must be [{len(coeffs)}], got {list(np.shape(strength))}")
-        amplified = self.intercept + scale[:, None] * (coeffs - self.intercept)
+        amplified = self.intercept + (1.0 + (gain - 1.0) * share)[:, None] * (coeffs - self.intercept)
+        if self.facts.opening_direction is not None and self.facts.render_offset:
+            widen = self.facts.render_offset * np.asarray(self.facts.opening_direction, np.float64)  # [K]
+            keep_shut = np.zeros(len(coeffs)) if closure is None else np.clip(np.asarray(closure, np.float64), 0, 1)
+            amplified = amplified + (share * (1.0 - keep_shut))[:, None] * widen[None]
         return np.clip(amplified, self.coeff_min, self.coeff_max)
 
     def save(self, folder: str | Path) -> Path:
@@ -271,13 +302,13 @@ def design_matrix(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: 
                   audio: np.ndarray | None = None, viseme_delay_frames: int | None = None) -> np.ndarray:
     """Raw (unstandardised) regression inputs [T, D] of one clip, features normalised over this clip.
 
-    audio: this clip's `frame_features` [T, num_bands + 1] when already computed (the fit tries several delays);
+    audio: this clip's `mouth_features` [T, audio_width] when already computed (the fit tries several delays);
     the audio features sit at `delay_frames` + offsets, the viseme weights at `viseme_delay_frames` (None: the
     same delay) + viseme offsets."""
     if audio is None:
-        audio = frame_features(waveform, sample_rate, fps, n_frames, facts.num_bands)
-    elif audio.shape != (int(n_frames), facts.num_bands + 1):
-        raise ValueError(f"audio features must be [{int(n_frames)}, {facts.num_bands + 1}], got {audio.shape}")
+        audio = mouth_features(waveform, sample_rate, fps, n_frames, facts.num_bands, facts.phone_posteriors)
+    elif audio.shape != (int(n_frames), facts.audio_width):
+        raise ValueError(f"audio features must be [{int(n_frames)}, {facts.audio_width}], got {audio.shape}")
     parts = [with_context(audio, [delay_frames + o for o in facts.offsets])]
     if facts.viseme_offsets:
         if viseme_weights is None:
@@ -302,6 +333,20 @@ def opening_curve(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray) ->
     points = neutral[None, [UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT]] + np.einsum(
         "tk,kpc->tpc", coeffs, basis[:, [UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT]])
     return np.linalg.norm(points[:, 0] - points[:, 1], axis=-1) / np.linalg.norm(points[:, 2] - points[:, 3], axis=-1)
+
+
+def opening_direction(coeffs: np.ndarray, opening: np.ndarray, centre: np.ndarray, neutral: np.ndarray,
+                      basis: np.ndarray) -> np.ndarray:
+    """How a face's coefficients move as its mouth opens -> [K]: the least-squares slope of each coefficient on the
+    mesh opening over frames (coeffs [T, K], opening [T]), scaled so that a unit step along it from `centre` [K]
+    opens the mesh by one unit (a person's own way of opening, jaw and lips together, not just the lip points)."""
+    coeffs, opening = np.asarray(coeffs, np.float64), np.asarray(opening, np.float64)
+    if coeffs.ndim != 2 or opening.shape != coeffs.shape[:1] or opening.var() < 1e-12:
+        raise ValueError(f"need coeffs [T, K] and a moving opening [T], got {coeffs.shape} and {opening.shape}")
+    direction = ((coeffs - coeffs.mean(0)) * (opening - opening.mean())[:, None]).mean(0) / opening.var()
+    step = 0.01
+    change = np.diff(opening_curve(np.stack([centre, centre + step * direction]), neutral, basis))[0]
+    return direction * step / change if abs(change) > 1e-9 else direction
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -396,16 +441,16 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
         raise ValueError(f"{int(valid.sum())} valid frames are too few to learn the mouth from audio (need "
                          f"{options.min_training_s:g} s)")
     opening = opening_curve(coeffs, neutral, basis)
-    audio = frame_features(waveform, sample_rate, fps, t, options.num_bands)
+    audio = mouth_features(waveform, sample_rate, fps, t, options.num_bands, options.phone_posteriors)
     low, high = options.delay_range(fps)
-    measured = estimate_delay(audio[:, -1], opening, valid, low, high)
+    measured = estimate_delay(audio[:, options.num_bands], opening, valid, low, high)  # the log energy
     delays = sorted({int(np.clip(measured + step, low, high)) for step in options.delay_steps})
     speech_delay = options.speech_delay(fps)
     weights = None if phones is None else viseme_weights(phones, phone_set, fps, t)  # [T, 15]
     phone_shift = None if weights is None else measure_phone_shift(weights, opening, valid, low, high, speech_delay)
     viseme_delay = speech_delay + (phone_shift or 0)
     blocks = _validation_blocks(t, options.folds, waveform, sample_rate, fps, weights, time_segment)
-    blocks_audio = [frame_features(segment, sample_rate, fps, len(block), options.num_bands)
+    blocks_audio = [mouth_features(segment, sample_rate, fps, len(block), options.num_bands, options.phone_posteriors)
                     for block, segment, _ in blocks]
     table: dict[str, float] = {}
     candidates: list[Candidate] = []
@@ -419,7 +464,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
             facts = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
                                     list(options.viseme_offsets) if use_visemes else [], 0.0, 1.0, delay,
                                     speech_delay, int(valid.sum()), 0.0, measured_delay_frames=measured,
-                                    phone_shift_frames=phone_shift)
+                                    phone_shift_frames=phone_shift, phone_posteriors=options.phone_posteriors)
             x = designs[delay, use_visemes] = design_matrix(waveform, sample_rate, fps, t, weights, facts, delay, audio,
                                                             viseme_delay)
             x_val = [design_matrix(segment, sample_rate, fps, len(block), block_weights, facts, delay, block_audio,
@@ -452,7 +497,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
         member = MouthModelFacts(fps, k, options.num_bands, list(options.offsets),
                                  list(options.viseme_offsets) if c.use_visemes else [], c.strength, c.share, c.delay,
                                  speech_delay, int(valid.sum()), c.score, components=c.components,
-                                 phone_shift_frames=phone_shift)
+                                 phone_shift_frames=phone_shift, phone_posteriors=options.phone_posteriors)
         mean, scale, w, b = ridge_fit(designs[c.delay, c.use_visemes][rows], coeffs[rows], c.strength)
         members.append((member, mean, scale, keep_components(w, c.components), b))
     facts, mean, scale, w, b = merge_members(members, top[0].delay)
@@ -461,6 +506,9 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                                            for m, r in zip(mixed, real)])), 4)
     if options.match_amplitude:
         facts.gain = amplitude_gain(mixed, real, neutral, basis, options.max_gain)
+    if opening[rows].var() > 1e-12:  # (a mouth that never moves has no direction to widen along)
+        facts.opening_direction = [round(float(v), 6)
+                                   for v in opening_direction(coeffs[rows], opening[rows], b, neutral, basis)]
     low, high = coeffs[rows].min(0), coeffs[rows].max(0)
     margin = options.clamp_margin * (high - low)
     return MouthModel(facts, mean, scale, w, b, low - margin, high + margin)

@@ -104,7 +104,8 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
                 "phone_shift": facts and facts.phone_shift_frames,
                 "loudness_delay": facts and facts.measured_delay_frames, "lambda": facts and facts.ridge_lambda,
                 "components": facts and facts.components, "audio_share": facts and facts.audio_share,
-                "viseme_features": facts and bool(facts.viseme_offsets)})
+                "viseme_features": facts and bool(facts.viseme_offsets),
+                "render_gain": facts and facts.render_gain, "render_offset": facts and facts.render_offset})
     row["minutes"] = round((time.monotonic() - start) / 60, 1)
     (out / "lipsync.json").write_text(json.dumps(row, indent=1))
     return row

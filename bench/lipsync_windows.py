@@ -17,6 +17,7 @@ training-resolution crops. The held-out tail is never read.
   render and the tracker make of a driven mouth (e.g. small motions lost as closed lips). The mouth model is
   calibrated to the avatar (`animation.mouth_calibration`) on the longest stretch of training frames outside
   the window, as the studio calibrates it on its training frames.
+- `--no-offset` (with `--render`): calibrate the render gain only, leaving the driven mouth's render offset at 0.
 - `--option NAME=VALUE` overrides a `MouthFitOptions` field (tuples as comma lists), e.g. `num_bands=40`.
 - `--train-seconds S`: each window's model learns from only the S seconds of training frames nearest the window
   (a learning curve; below 12 s pass `--option min_training_s=4` too).
@@ -74,7 +75,7 @@ def nearest_frames(valid: np.ndarray, window: np.ndarray, count: int) -> np.ndar
 
 
 def evaluate_video(path: Path, windows: int, options, render_dir: Path | None,
-                   train_seconds: float | None = None) -> dict:
+                   train_seconds: float | None = None, offset: bool = True) -> dict:
     from animation.lipsync_metrics import (lip_landmark_distance, lipsync_tail_motion, mouth_open_curve,
                                            open_correlation, render_lipsync_tail, track_landmarks)
     from animation.mouth_calibration import calibrate_mouth_model, calibration_frames
@@ -111,10 +112,10 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None,
             valid = nearest_frames(valid, window, int(round(train_seconds * clip.fps)))
         model = fit_mouth_model(coeffs, clip.neutral, clip.basis, wave, rate, clip.fps, speech.phones,
                                 speech.phone_set, valid, options, partial(recognised_viseme_weights, fps=clip.fps))
-        if avatar is not None:  # the avatar's opening response, measured without the window too
-            calibrate_mouth_model(model, avatar, calibration_frames(valid))
         shapes = learn_viseme_shapes(coeffs, clip.fps, speech.phones, speech.phone_set, valid,
                                      phone_shift_frames=model.facts.phone_shift(model.facts.recording_delay_frames))
+        if avatar is not None:  # the avatar's opening response, measured without the window too
+            calibrate_mouth_model(model, avatar, calibration_frames(valid), wave if offset else None, rate, shapes)
         segment = wave[int(round(window[0] * rate / clip.fps)):int(round((window[-1] + 1) * rate / clip.fps))]
         poses = (clip.rotation[window], clip.translation[window])
         real_landmarks = track_landmarks(list(prepared.data.frames[window].numpy()))
@@ -122,7 +123,7 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None,
         driver = avatar if avatar is not None else _StandIn(clip.fps, coeffs.shape[1])
         motion, _ = lipsync_tail_motion(driver, segment, rate, poses, shapes, mouth=model)
         row = {"frames": [int(window[0]), int(window[-1]) + 1], "gain": round(model.facts.gain, 3),
-               "render_gain": round(model.facts.render_gain, 3),
+               "render_gain": round(model.facts.render_gain, 3), "render_offset": model.facts.render_offset,
                "coef_r": round(open_correlation(opening_curve(motion.coeffs, clip.neutral, clip.basis), real_open), 3)}
         if avatar is not None:
             _, frames = render_lipsync_tail(avatar, segment, rate, poses, render_dir / "window.mp4", motion=motion)
@@ -150,6 +151,8 @@ def main() -> None:
     parser.add_argument("--render", type=Path, default=None, help="a bench.lipsync --out folder with the avatars")
     parser.add_argument("--option", action="append", default=[], help="MouthFitOptions override NAME=VALUE")
     parser.add_argument("--videos", nargs="*", type=Path, default=[DATA / v for v in VIDEOS])
+    parser.add_argument("--no-offset", action="store_true",
+                        help="with --render: leave the driven mouth's render offset at 0 (A/B of the calibration)")
     parser.add_argument("--train-seconds", type=float, default=None,
                         help="learn each window's model from only this many seconds of training frames")
     args = parser.parse_args()
@@ -159,7 +162,8 @@ def main() -> None:
         if not video.is_file():
             print(f"skipping {video}: not found")
             continue
-        runs.append(evaluate_video(video, args.windows, options, args.render, args.train_seconds))
+        runs.append(evaluate_video(video, args.windows, options, args.render, args.train_seconds,
+                                    not args.no_offset))
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "windows"}), flush=True)
     shown = [{k: ("-" if v is None else f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()
               if k != "windows"} for run in runs]

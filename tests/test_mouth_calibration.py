@@ -4,7 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from animation.mouth_calibration import (calibrate_saved_mouth, calibration_frames, response_gain,
+from types import SimpleNamespace
+
+import animation.mouth_calibration as calibration
+from animation.mouth_calibration import (calibrate_saved_mouth, calibration_frames, response_gain, response_offset,
                                          response_slope)
 from animation.mouth_model import MouthModel, MouthModelFacts, load_mouth_model, opening_curve
 from tests.talking_fixtures import tiny_avatar
@@ -78,9 +81,10 @@ def test_a_saved_model_is_calibrated_on_the_avatars_own_training_frames(tmp_path
         return landmarks
 
     monkeypatch.setattr(metrics, "track_landmarks", stand_in_tracker)
-    assert calibrate_saved_mouth(avatar, tmp_path, valid, stop) is None  # no mouth model saved there yet
+    clip = SimpleNamespace(valid=valid, audio=np.zeros(0, np.float32), audio_sample_rate=16000)  # no audio: no offset
+    assert calibrate_saved_mouth(avatar, tmp_path, clip, None, stop) is None  # no mouth model saved there yet
     _saved_model(tmp_path, avatar.num_expressions)
-    gain = calibrate_saved_mouth(avatar, tmp_path, valid, stop)
+    gain = calibrate_saved_mouth(avatar, tmp_path, clip, None, stop)
     assert seen["shapes"] == [(64, 64, 3)] * len(frames)  # each calibration frame rendered at the avatar's size
     assert gain == pytest.approx(1.25, rel=1e-3)
     loaded = load_mouth_model(tmp_path, avatar.num_expressions, avatar.fps)
@@ -88,3 +92,50 @@ def test_a_saved_model_is_calibrated_on_the_avatars_own_training_frames(tmp_path
     assert loaded.facts.render_slope == pytest.approx(0.8, abs=1e-4)
     inside = np.full((1, avatar.num_expressions), 0.1)  # intercept 0: the motion is scaled by 1.2 x 1.25
     np.testing.assert_allclose(loaded.amplify(inside), 1.5 * inside, rtol=1e-3)
+
+
+def test_response_offset_is_the_rendered_shortfall_over_the_slope() -> None:
+    assert response_offset(0.08, 0.07, 0.8) == pytest.approx(0.0125)
+    assert response_offset(0.07, 0.08, 1.0) == 0.0  # a driven mouth drawn wider is not narrowed
+    assert response_offset(0.2, 0.0, 1.0, max_offset=0.05) == 0.05
+    assert response_offset(0.08, float("nan"), 1.0) == 0.0
+
+
+def test_the_driven_mouth_is_widened_by_what_its_render_falls_short(tmp_path, monkeypatch) -> None:
+    """The tracked training track renders with a lip gap of 0.8 x the mesh's; the same frames driven by their audio
+    render 0.01 narrower on average: the model is widened by 0.01 / 0.8 along its opening direction."""
+    import animation.lipsync_metrics as metrics
+
+    avatar = tiny_avatar(t=40)
+    k = avatar.num_expressions
+    frames = np.arange(40)
+    mesh = opening_curve(avatar.expression_coeffs.double().numpy(), avatar.neutral.double().numpy(),
+                         avatar.expression_basis.double().numpy())
+    calls = []
+
+    def stand_in_tracker(images):
+        calls.append(len(images))
+        landmarks = np.zeros((len(images), 478, 3))
+        landmarks[:, 263, 0] = 100.0
+        landmarks[:, 14, 1] = 100.0 * (0.8 * mesh - (0.01 if len(calls) == 2 else 0.0))
+        return landmarks
+
+    monkeypatch.setattr(metrics, "track_landmarks", stand_in_tracker)
+    monkeypatch.setattr(calibration, "driven_motion", lambda avatar, audio, rate, frames, shapes, model:
+                        calibration.tracked_motion(avatar, frames))
+    model = _saved_model(tmp_path, k)
+    direction = np.linspace(-1.0, 1.0, k)
+    model.facts.opening_direction = direction.tolist()
+    calibration.calibrate_mouth_model(model, avatar, frames, np.zeros(16000), 16000, None)
+    assert calls == [40, 40]  # the tracked and the driven renders
+    assert model.facts.render_offset == pytest.approx(0.0125, abs=1e-4)
+    still = np.zeros((3, k))  # at the intercept: only the offset moves it
+    strength = np.array([1.0, 0.5, 0.0])
+    np.testing.assert_allclose(model.amplify(still, strength), strength[:, None] * 0.0125 * direction[None],
+                               atol=1e-5)
+    closure = np.array([1.0, 0.0, 0.5])  # a p/b/m closure is not widened
+    np.testing.assert_allclose(model.amplify(still, None, closure), np.array([0.0, 1.0, 0.5])[:, None] * 0.0125
+                               * direction[None], atol=1e-5)
+    calls.clear()
+    calibration.calibrate_mouth_model(model, avatar, frames)  # without the audio: gain only, no offset
+    assert calls == [40] and model.facts.render_offset == 0.0
