@@ -157,8 +157,10 @@ def load_acoustic_model(folder: str | None = None) -> AcousticModel:
     stored = read_mixture_weights(folder / "sendump", streams)[:, :, :3 * len(phones)]  # the CI senones
     log_weights = -stored.astype(np.float64) * _SENDUMP_LOG_UNIT  # [3 streams, G, 3P]
     log_weights = log_weights.reshape(streams, gaussians, len(phones), 3).transpose(2, 3, 0, 1)
-    return AcousticModel(phones, means, 1.0 / variances, -0.5 * np.log(2 * np.pi * variances).sum(-1),
-                         np.ascontiguousarray(log_weights))
+    arrays = [means, 1.0 / variances, -0.5 * np.log(2 * np.pi * variances).sum(-1), np.ascontiguousarray(log_weights)]
+    for array in arrays:  # shared by every caller through the cache: read-only
+        array.setflags(write=False)
+    return AcousticModel(phones, *arrays)
 
 
 def mel_filters() -> np.ndarray:
