@@ -124,13 +124,13 @@ def driven_motion(avatar, audio: np.ndarray, sample_rate: int, frames: np.ndarra
     """The avatar's training poses at consecutive `frames` [n], its mouth driven by those frames' audio alone with
     `model` (as `animation.lipsync_metrics.lipsync_tail_motion` drives a held-out tail) -> Motion.
     audio: [S] the clip's audio from frame 0."""
+    from animation.audio_features import frames_audio
     from animation.lipsync_metrics import lipsync_tail_motion
 
     frames = _check_frames(avatar, frames)
     if np.any(np.diff(frames) != 1):
         raise ValueError("frames must be consecutive")
-    per_frame = sample_rate / avatar.fps
-    segment = np.asarray(audio)[int(round(frames[0] * per_frame)):int(round((frames[-1] + 1) * per_frame))]
+    segment = frames_audio(audio, sample_rate, avatar.fps, frames)
     poses = (avatar.rotations[frames].double().numpy(), avatar.translations[frames].double().numpy())
     return lipsync_tail_motion(avatar, segment, sample_rate, poses, shapes, mouth=model)[0]
 
@@ -145,7 +145,9 @@ def measure_opening_response(avatar, frames: np.ndarray) -> tuple[float, float]:
 def response_offset(tracked_mean: float, driven_mean: float, slope: float,
                     max_offset: float = DEFAULT_MAX_OFFSET) -> float:
     """How far to widen the driven mouth (mesh opening units) so that the avatar draws it as wide on average as it
-    draws the person's tracked mouth -> offset in [0, max_offset]: the rendered shortfall over the slope."""
+    draws the person's tracked mouth -> offset in [0, max_offset]: the rendered shortfall over the slope (taken as
+    at least 0.5, so that a mouth that hardly follows its mesh, or follows it backwards, gets no huge or negative
+    offset)."""
     if not np.isfinite(driven_mean) or not np.isfinite(tracked_mean):
         return 0.0
     return float(np.clip((tracked_mean - driven_mean) / max(slope, 0.5), 0.0, max_offset))

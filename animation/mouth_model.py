@@ -73,7 +73,7 @@ from pathlib import Path
 
 import numpy as np
 
-from animation.audio_features import mouth_features, with_context
+from animation.audio_features import frames_audio, mouth_features, with_context
 from animation.lipsync_metrics import EYE_LEFT, EYE_RIGHT, LOWER_INNER, UPPER_INNER
 from animation.mouth_delay import estimate_delay, measure_phone_shift, pearson
 from animation.visemes import VISEMES
@@ -518,10 +518,9 @@ def _validation_blocks(t: int, folds: int, waveform: np.ndarray, sample_rate: in
                        weights: np.ndarray | None, time_segment) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """The cross-validation blocks: (frames [n], their audio [S'], their viseme weights [n, 15] or None), each
     block's phones timed on its own audio by `time_segment` when given (as a new clip's would be)."""
-    samples_per_frame = sample_rate / float(fps)
     blocks = []
     for block in np.array_split(np.arange(t), folds):
-        segment = waveform[int(round(block[0] * samples_per_frame)):int(round((block[-1] + 1) * samples_per_frame))]
+        segment = frames_audio(waveform, sample_rate, fps, block)
         block_weights = None
         if weights is not None:
             block_weights = (weights[block] if time_segment is None

@@ -76,6 +76,7 @@ def nearest_frames(valid: np.ndarray, window: np.ndarray, count: int) -> np.ndar
 
 def evaluate_video(path: Path, windows: int, options, render_dir: Path | None,
                    train_seconds: float | None = None, offset: bool = True) -> dict:
+    from animation.audio_features import frames_audio
     from animation.lipsync_metrics import (lip_landmark_distance, lipsync_tail_motion, mouth_open_curve,
                                            open_correlation, render_lipsync_tail, track_landmarks)
     from animation.mouth_calibration import calibrate_mouth_model, calibration_frames
@@ -116,7 +117,7 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None,
                                      phone_shift_frames=model.facts.phone_shift(model.facts.recording_delay_frames))
         if avatar is not None:  # the avatar's opening response, measured without the window too
             calibrate_mouth_model(model, avatar, calibration_frames(valid), wave if offset else None, rate, shapes)
-        segment = wave[int(round(window[0] * rate / clip.fps)):int(round((window[-1] + 1) * rate / clip.fps))]
+        segment = frames_audio(wave, rate, clip.fps, window)
         poses = (clip.rotation[window], clip.translation[window])
         real_landmarks = track_landmarks(list(prepared.data.frames[window].numpy()))
         real_open = mouth_open_curve(real_landmarks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from animation.audio_features import frame_features, with_context
+from animation.audio_features import frame_features, frames_audio, with_context
 from animation.mouth_ensemble import amplitude_gain, merge_members
 from animation.mouth_delay import measure_phone_shift
 from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, blend_with_phones,
@@ -67,6 +67,12 @@ def test_opening_direction_opens_the_mesh_by_one_unit_per_step() -> None:
     assert step[1] - step[0] == pytest.approx(0.02, rel=1e-6)
     with pytest.raises(ValueError, match="moving opening"):
         opening_direction(coeffs, np.full(300, 0.05), centre, neutral, basis)
+
+
+def test_frames_audio_is_the_samples_under_the_frames() -> None:
+    wave = np.arange(SR, dtype=np.float32)  # 1 s: frame f spans samples [640 f, 640 (f + 1))
+    np.testing.assert_array_equal(frames_audio(wave, SR, FPS, np.arange(2, 5)), wave[1280:3200])
+    assert len(frames_audio(wave, 22050, FPS, np.array([3]))) == 882
 
 
 def test_with_context_matches_a_loop() -> None:

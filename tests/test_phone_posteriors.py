@@ -2,8 +2,6 @@
 sum, the front end against forced alignment on real speech, and the per-frame viseme posteriors."""
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 from scipy.special import logsumexp
@@ -13,6 +11,7 @@ from animation.visemes import VISEMES
 from audio.phone_posteriors import (AcousticModel, SAMPLE_RATE, cepstral_features, hop_centres_s, hop_posteriors,
                                     load_acoustic_model, mel_filters, read_ci_phones, read_gaussians,
                                     read_mixture_weights, state_log_likelihoods)
+from audio.reference_alignments import read_mfa_csv, strip_stress
 
 
 def _random_model(rng: np.random.Generator, phones: int = 3, gaussians: int = 4) -> AcousticModel:
@@ -95,8 +94,7 @@ def _libritts(shared_data):
 
     base = shared_data / "aligned" / "libritts_5895_34622_000026_000002"
     wave, rate = sf.read(str(base.with_suffix(".wav")), dtype="float64")
-    with open(base.with_suffix(".mfa.csv"), newline="") as handle:
-        phones = [row for row in csv.DictReader(handle) if row["Type"] == "phones"]
+    phones = read_mfa_csv(base.with_suffix(".mfa.csv"))["phones"]
     return (wave if wave.ndim == 1 else wave.mean(1)), rate, phones
 
 
@@ -107,9 +105,9 @@ def test_the_most_probable_phone_is_the_aligned_one_on_real_speech(shared_data) 
     centres = hop_centres_s(len(post))
     truth = np.full(len(post), -1)
     for row in phones:
-        label = "".join(c for c in row["Label"] if c.isalpha()).upper()
+        label = strip_stress(row.label).upper()
         if label in names:
-            truth[(centres >= float(row["Begin"])) & (centres < float(row["End"]))] = names.index(label)
+            truth[(centres >= row.start_s) & (centres < row.end_s)] = names.index(label)
     scored = truth >= 0
     agreement = float((post.argmax(1)[scored] == truth[scored]).mean())
     assert scored.sum() > 400
@@ -128,8 +126,8 @@ def test_viseme_posteriors_per_frame_favour_the_aligned_viseme(shared_data) -> N
     centres = (np.arange(n) + 0.5) / fps
     truth = np.full(n, -1)
     for row in phones:
-        inside = (centres >= float(row["Begin"])) & (centres < float(row["End"]))
-        truth[inside] = VISEMES.index(viseme_class_of(row["Label"], "arpabet"))
+        inside = (centres >= row.start_s) & (centres < row.end_s)
+        truth[inside] = VISEMES.index(viseme_class_of(row.label, "arpabet"))
     frames = np.flatnonzero(truth >= 0)
     on_truth = visemes[frames, truth[frames]].mean()
     # the same classes' probability on the other frames (where another viseme is aligned)
