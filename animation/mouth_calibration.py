@@ -45,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from animation.mouth_model import MouthModel, opening_curve
+from animation.mouth_model import MouthModel
+from animation.mouth_opening import opening_curve
 
 DEFAULT_MAX_FRAMES = 250  # 10 s at 25 fps: about 4 s of rendering and tracking on 2 cores at 256 px
 DEFAULT_MAX_GAIN = 2.0

@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from animation.mouth_model import MouthModelFacts, opening_curve
+from animation.mouth_model import MouthModelFacts
+from animation.mouth_opening import opening_curve
 from animation.visemes import VISEMES
 
 

@@ -46,7 +46,8 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
                                            render_lipsync_tail, track_landmarks)
     from animation.motion import Motion
     from animation.mouth_calibration import learn_avatar_mouth
-    from animation.mouth_model import load_mouth_model, opening_curve
+    from animation.mouth_model import load_mouth_model
+    from animation.mouth_opening import opening_curve
     from animation.mouth_plot import plot_lipsync_tail
     from animation.viseme_shapes import generic_viseme_shapes
     from avatar.build import build_avatar_from_clip, prepare_clip
@@ -114,7 +115,7 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
 def plot_piper_sentence(avatar, shapes, mouth, path: Path) -> None:
     """The avatar's mouth opening on a Piper sentence (another speaker), audio model vs phone visemes, as a PNG."""
     from animation.motion import MotionOptions, motion_from_speech
-    from animation.mouth_model import opening_curve
+    from animation.mouth_opening import opening_curve
     from animation.mouth_plot import plot_mouth_opening
     from audio.tts import PiperEngine
 

@@ -80,7 +80,8 @@ def evaluate_video(path: Path, windows: int, options, render_dir: Path | None,
     from animation.lipsync_metrics import (lip_landmark_distance, lipsync_tail_motion, mouth_open_curve,
                                            open_correlation, render_lipsync_tail, track_landmarks)
     from animation.mouth_calibration import calibrate_mouth_model, calibration_frames
-    from animation.mouth_model import fit_mouth_model, opening_curve
+    from animation.mouth_model import fit_mouth_model
+    from animation.mouth_opening import opening_curve
     from animation.viseme_shapes import learn_viseme_shapes, recognised_viseme_weights
     from audio.align import time_speech
     from avatar.build import prepare_clip

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import animation.mouth_calibration as calibration
 from animation.mouth_calibration import (calibrate_saved_mouth, calibration_frames, response_gain, response_offset,
                                          response_slope)
-from animation.mouth_model import MouthModel, MouthModelFacts, load_mouth_model, opening_curve
+from animation.mouth_model import MouthModel, MouthModelFacts, load_mouth_model
+from animation.mouth_opening import opening_curve
 from tests.talking_fixtures import tiny_avatar
 
 

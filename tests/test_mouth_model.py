@@ -9,8 +9,8 @@ from animation.audio_features import frame_features, frames_audio, with_context
 from animation.mouth_ensemble import amplitude_gain, merge_members
 from animation.mouth_delay import measure_phone_shift
 from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, blend_with_phones,
-                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model,
-                                   opening_curve, opening_direction, ridge_fit)
+                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model, ridge_fit)
+from animation.mouth_opening import opening_curve, opening_direction, opening_gradient
 
 SR = 16000
 FPS = 25.0
@@ -201,15 +201,20 @@ def test_facts_written_before_the_delay_search_still_load(tmp_path) -> None:
     model.save(tmp_path)
     facts = json.loads((tmp_path / "mouth_model.json").read_text())
     del facts["measured_delay_frames"], facts["components"], facts["gain"], facts["phone_shift_frames"]
-    del facts["render_slope"], facts["render_gain"]
+    del facts["render_slope"], facts["render_gain"], facts["opening_gain"], facts["opening_gradient"]
     (tmp_path / "mouth_model.json").write_text(json.dumps(facts))
     loaded = load_mouth_model(tmp_path, num_coeffs=2, fps=FPS)
+    assert loaded is not None and loaded.facts.opening_gain == 1.0  # before the opening gain: not widened
     assert loaded is not None and loaded.facts.components == 0 and loaded.facts.gain == 1.0
     assert loaded.facts.render_gain == 1.0 and loaded.facts.render_slope is None  # not calibrated to an avatar
     # before the phone shift was measured, the phone track moved with the recording's audio delay
     assert loaded.facts.phone_shift_frames is None and loaded.facts.phone_shift(None) == 0
     assert loaded.facts.phone_shift(loaded.facts.recording_delay_frames) == loaded.facts.recording_delay_frames - 1
     np.testing.assert_allclose(loaded.predict(waveform, SR, 50), model.predict(waveform, SR, 50), atol=1e-4)
+    facts["opening_gradient"] = [0.3]  # one number for two coefficients: refused on loading
+    (tmp_path / "mouth_model.json").write_text(json.dumps(facts))
+    with pytest.raises(ValueError, match="opening_gradient"):
+        MouthModel.load(tmp_path)
 
 
 def test_amplitude_gain_is_the_calibration_slope() -> None:
@@ -242,7 +247,8 @@ def test_amplify_scales_the_motion_around_the_training_mean_within_its_range() -
     waveform, coeffs = _synthetic_clip(seed=12)
     neutral, basis = _basis()
     model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
-    assert model.facts.gain >= 1.0
+    assert model.facts.gain >= 1.0 and model.facts.opening_gain >= 1.0
+    model.facts.opening_gain = 1.0  # the opening's own gain has its own test
     mean = model.intercept
     inside = mean + 0.1 * (model.coeff_max - mean) * np.array([[1.0, -1.0], [-0.5, 0.5]])
     model.facts.gain = 1.0
@@ -260,6 +266,46 @@ def test_amplify_scales_the_motion_around_the_training_mean_within_its_range() -
         model.amplify(inside, strength=np.ones(3))
     with pytest.raises(ValueError, match="coeffs must be"):
         model.amplify(inside[:, :1])
+
+
+def test_opening_gradient_is_the_openings_slope_per_coefficient() -> None:
+    """Coefficient 0 drops the lower lip by 0.3 per unit (eyes 1 apart): d opening / d c0 = 0.3; coefficient 1
+    moves a point off the mouth: 0. Checked against a written-out difference at random faces of a random rig."""
+    neutral, basis = _basis()
+    np.testing.assert_allclose(opening_gradient(np.array([0.2, -1.0]), neutral, basis), [0.3, 0.0], atol=1e-8)
+    rng = np.random.default_rng(21)
+    neutral = rng.normal(size=(478, 3))
+    basis = 0.1 * rng.normal(size=(5, 478, 3))
+    for _ in range(3):
+        centre, move = rng.normal(size=5), 1e-5 * rng.normal(size=5)
+        change = np.diff(opening_curve(np.stack([centre, centre + move]), neutral, basis))[0]
+        assert opening_gradient(centre, neutral, basis) @ move == pytest.approx(change, rel=1e-4)
+    with pytest.raises(ValueError, match="centre"):
+        opening_gradient(np.zeros((1, 5)), neutral, basis)
+
+
+def test_the_opening_gain_widens_the_opening_alone() -> None:
+    """With opening gain g, a face whose opening is d above the training mean's opens by about g x d, moved along
+    the opening direction only (coefficient 1, off the mouth, keeps its value); strength 0 frames stay as they are;
+    the fitted gain is 1 / sqrt(cross-validated r), capped."""
+    waveform, coeffs = _synthetic_clip(seed=12)
+    neutral, basis = _basis()
+    model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
+    assert model.facts.opening_gain == pytest.approx(min(1.5, 1 / np.sqrt(model.facts.cv_open_r)), abs=1e-4)
+    mean = model.intercept
+    model.facts.gain, model.facts.render_offset, model.facts.opening_gain = 1.0, 0.0, 1.4
+    model.facts.opening_direction = [1 / 0.3, 0.0]  # one unit of opening per 1 / 0.3 of coefficient 0
+    faces = mean + np.array([[0.05, 0.3], [-0.04, -0.2], [0.02, 0.0]])
+    widened = model.amplify(faces, strength=np.array([1.0, 1.0, 0.0]))
+    before, after = (opening_curve(c, neutral, basis) - opening_curve(mean[None], neutral, basis) for c in
+                     (faces, widened))
+    np.testing.assert_allclose(after[:2], 1.4 * before[:2], rtol=1e-6)
+    np.testing.assert_allclose(widened[:, 1], faces[:, 1])
+    np.testing.assert_allclose(widened[2], faces[2])
+    old = MouthFitOptions(widen_opening=False)
+    assert fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS, options=old).facts.opening_gain == 1.0
+    with pytest.raises(ValueError, match="max_opening_gain"):
+        MouthFitOptions(max_opening_gain=0.5)
 
 
 def test_the_fitted_gain_brings_a_shrunk_prediction_up_to_the_real_spread() -> None:
