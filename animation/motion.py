@@ -28,6 +28,7 @@ from animation.viseme_shapes import GENERIC, GENERIC_INDEX, VisemeShapes, extend
 
 FORMAT_VERSION = 1
 EMOTIONS = {"neutral": 0.0, "smile": 0.8, "big smile": 1.3}
+KNOWN_PHONE_SOURCES = ("piper", "forced_alignment")  # `audio.speech.Speech.source` values with exact phones
 
 
 @dataclass(frozen=True)
@@ -238,14 +239,20 @@ def digital_silence(waveform: np.ndarray, sample_rate: int, fps: float, n_frames
     return np.convolve(np.pad(silent, context_frames, mode="edge"), kernel, mode="valid")
 
 
+def phones_are_known(speech) -> bool:
+    """Whether the speech's phones are known (TTS, forced alignment of a transcript, also after voice conversion)
+    rather than recognised from the audio."""
+    return speech.source.split("+")[0] in KNOWN_PHONE_SOURCES
+
+
 def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coeffs: np.ndarray,
                       phone_generic: np.ndarray, n: int, delay_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The audio model's coefficients mixed with the phone-based mouth -> (coeffs [T, K], generic [T, G]).
 
     weights: [T, 15] viseme weights; phone_coeffs [T, K] / phone_generic [T, G]: the phone-based mouth. The mix
     (`animation.mouth_model.blend_with_phones`, its share chosen by cross-validation at fitting) also hands the
-    p/b/m closures to the phones. When replaying a recording whose video leads its audio, the phone track is
-    moved by that recording's phone shift (`MouthModelFacts.phone_shift`).
+    p/b/m closures to the phones when they are known (`phones_are_known`). When replaying a recording whose video
+    leads its audio, the phone track is moved by that recording's phone shift (`MouthModelFacts.phone_shift`).
     """
     predicted = mouth.predict(speech.waveform, speech.sample_rate, n, weights, delay_frames)
     shift = mouth.facts.phone_shift(delay_frames)
@@ -255,10 +262,13 @@ def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coef
     # on, so it extrapolates there (it opened the mouth in Piper's pauses): hand such frames to the phones too.
     silence = digital_silence(speech.waveform, speech.sample_rate, mouth.facts.fps, n)  # [T]
     closure = np.maximum(closure, silence)
+    # p/b/m closures go to the phones only when the phones are known (TTS, forced alignment); recognised ones
+    # are wrong on about a third of the frames, and the audio model hears the closures in its posteriors
+    handed = closure if phones_are_known(speech) else silence
     # the amplitude gain scales speech; a synthetic pause stays at the rest shape itself
-    coeffs = mouth.amplify(blend_with_phones(predicted, phone_coeffs[index], closure, mouth.facts.audio_share),
+    coeffs = mouth.amplify(blend_with_phones(predicted, phone_coeffs[index], handed, mouth.facts.audio_share),
                            strength=1.0 - silence, closure=closure)
-    phone_share = 1.0 - (1.0 - closure[:, None]) * mouth.facts.audio_share  # [T, 1] as in blend_with_phones
+    phone_share = 1.0 - (1.0 - handed[:, None]) * mouth.facts.audio_share  # [T, 1] as in blend_with_phones
     generic = phone_generic.copy()
     mouth_columns = [GENERIC_INDEX[name] for name in ("jaw_open", "lip_spread", "lip_round", "lip_press")]
     generic[:, mouth_columns] = phone_share * phone_generic[index][:, mouth_columns]

@@ -27,7 +27,11 @@ person's own video. With 15-60 s of video a small linear model is what the data 
   their training mean: the basis is a PCA, and its small components are the ones audio cannot predict (noise
   on the lips; Obama cross-validated r 0.625 -> 0.640 with 4 of 24);
 - the result is mixed with the phone-based mouth (`blend_with_phones`): the two make different errors, and
-  the phones time the p/b/m closures that smoothed audio features round off. Replaying the recording, the phone
+  when the phones are known (TTS, a transcript's forced alignment) they time the p/b/m closures that smoothed
+  audio features round off. Recognised phones (an upload without its text, a replayed recording, the
+  cross-validation below) hand no closures over: wrong on about a third of the frames, they shut the mouth in
+  the wrong places, and the posteriors already tell the model where a p/b/m is likely (rendered opening r on
+  the training windows 0.629 -> 0.639 Obama, 0.608 -> 0.625 German, 2026-12-05). Replaying the recording, the phone
   track (and the viseme features) move by the recording's own phone shift (`mouth_delay.measure_phone_shift`),
   and the viseme shapes are learned with it; it is not the audio delay: on the Obama clip the phones lag the
   mouth by 5 frames, the spectral features fit best at 7. Measured on 4-s windows of the training parts
@@ -398,9 +402,9 @@ def blend_with_phones(predicted: np.ndarray, phone_coeffs: np.ndarray, closure: 
     """Mix the audio model's coefficients [T, K] with the phone-based mouth's [T, K] -> [T, K].
 
     The two make different errors (one hears loudness and the person's habits, the other knows which sound it
-    is), so a mix beats both; `audio_share` is the audio model's weight. closure: [T] bilabial weight (0..1):
-    a linear model on smoothed audio rounds off the short full closure of p/b/m, which the phones time, so
-    there the phone-based shape takes over in proportion.
+    is), so a mix beats both; `audio_share` is the audio model's weight. closure: [T] weight (0..1) of the frames
+    the phone-based shape takes over in proportion: p/b/m closures when the phones are known (a linear model on
+    smoothed audio rounds off their short full closure), synthetic silence (`animation.motion`).
     """
     predicted, phone_coeffs = np.asarray(predicted, np.float64), np.asarray(phone_coeffs, np.float64)
     closure = np.asarray(closure, np.float64)
@@ -493,7 +497,9 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
                         scores, mixed = [], []
                         for fold, predicted in zip(folds, predictions):
                             if fold.phone_mouth is not None:
-                                predicted = blend_with_phones(predicted, fold.phone_mouth, fold.closure, share)
+                                # recognised phones: no closures handed over (`animation.motion`)
+                                predicted = blend_with_phones(predicted, fold.phone_mouth, np.zeros(len(predicted)),
+                                                              share)
                             mixed.append(predicted[fold.mask])
                             scores.append(pearson(opening_curve(mixed[-1], neutral, basis), opening[fold.frames]))
                         score = float(np.mean(scores))
@@ -552,7 +558,6 @@ class _Fold:
     frames: np.ndarray  # valid frames of the block
     mask: np.ndarray  # [n] which of the block's frames are valid
     phone_mouth: np.ndarray | None  # [n, K] the phone-based mouth of the block (shapes learned on `rows`)
-    closure: np.ndarray | None  # [n] its bilabial weight
 
 
 def _fold(block: np.ndarray, segment: np.ndarray, block_weights: np.ndarray | None, coeffs: np.ndarray,
@@ -563,18 +568,16 @@ def _fold(block: np.ndarray, segment: np.ndarray, block_weights: np.ndarray | No
     learned with the same shift."""
     from animation.loudness import frame_rms, loudness_gain
     from animation.viseme_shapes import learn_viseme_shapes
-    from animation.visemes import BILABIAL_CLASS, VISEME_INDEX
 
     keep = np.ones(len(coeffs), bool)
     keep[max(0, block[0] - gap):block[-1] + gap + 1] = False
-    phone_mouth, closure = None, None
+    phone_mouth = None
     if block_weights is not None:
         shapes = learn_viseme_shapes(coeffs, fps, phones, phone_set, keep & valid, phone_shift_frames=phone_shift)
         gain = loudness_gain(frame_rms(segment, sample_rate, fps, len(block)))
         index = np.clip(np.arange(len(block)) + phone_shift, 0, len(block) - 1)
         phone_mouth = shapes.speak(block_weights, gain)[0][index]
-        closure = block_weights[index, VISEME_INDEX[BILABIAL_CLASS]]
-    return _Fold(np.flatnonzero(keep & valid), block[valid[block]], valid[block], phone_mouth, closure)
+    return _Fold(np.flatnonzero(keep & valid), block[valid[block]], valid[block], phone_mouth)
 
 
 def load_mouth_model(folder: str | Path | None, num_coeffs: int, fps: float | None = None) -> MouthModel | None:

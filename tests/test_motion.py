@@ -19,7 +19,7 @@ def avatar():
     return tiny_avatar(size=32)
 
 
-def _speech(phones, duration_s: float, sample_rate: int = 16000) -> Speech:
+def _speech(phones, duration_s: float, sample_rate: int = 16000, source: str = "test") -> Speech:
     """A Speech whose waveform is loud noise inside non-silent phones and silent elsewhere."""
     rng = np.random.default_rng(0)
     wave = np.zeros(int(duration_s * sample_rate), np.float32)
@@ -27,7 +27,7 @@ def _speech(phones, duration_s: float, sample_rate: int = 16000) -> Speech:
         if label != "sil":
             wave[int(start * sample_rate):int(end * sample_rate)] = rng.normal(0, 0.2, int(end * sample_rate) - int(start * sample_rate))
     words = [Segment("word", phones[1][1], phones[1][2])]
-    return Speech(wave, sample_rate, "test", words, [Segment(*p) for p in phones], "arpabet", "test")
+    return Speech(wave, sample_rate, "test", words, [Segment(*p) for p in phones], "arpabet", source)
 
 
 # "ma ... pa": open vowels around a long pause and bilabials.
@@ -215,6 +215,33 @@ def test_mouth_model_gain_scales_speech_but_leaves_synthetic_pauses_at_rest(avat
     np.testing.assert_allclose(motion.coeffs[int(1.2 * 25):int(1.6 * 25)], 0.0, atol=1e-12)
     vowel = motion.coeffs[int(0.56 * 25)]
     assert np.all(np.abs(vowel - c0) > 1.2 * np.abs(c0)), (vowel, c0)
+
+
+@pytest.mark.parametrize("source, handed", [("piper", True), ("piper+voice", True), ("forced_alignment", True),
+                                            ("recognition", False), ("", False)])
+def test_closures_go_to_the_phones_only_when_the_phones_are_known(avatar, source, handed):
+    """An audio model alone (share 1) whose prediction is its training mean c0: on the "P" the mouth is the
+    phone-based shape (generic shapes: coefficients 0) when the phones are known, the model's c0 when they were
+    recognised; on the vowel it is c0 either way."""
+    from animation.motion import phones_are_known
+    from animation.mouth_model import MouthModel, MouthModelFacts
+
+    k = avatar.num_expressions
+    c0 = np.linspace(0.5, 1.0, k)
+    facts = MouthModelFacts(fps=25.0, num_coeffs=k, num_bands=8, offsets=[0], viseme_offsets=[], ridge_lambda=1.0,
+                            audio_share=1.0, recording_delay_frames=1, speech_delay_frames=1, training_frames=400,
+                            cv_open_r=0.5)
+    model = MouthModel(facts, np.zeros(9), np.ones(9), np.zeros((9, k)), c0, np.full(k, -10.0), np.full(k, 10.0))
+    phones = [("sil", 0.0, 0.3), ("AA", 0.3, 0.6), ("P", 0.6, 0.72), ("AA", 0.72, 1.0), ("sil", 1.0, 1.2)]
+    speech = _speech(phones, 1.2, source=source)  # the "P" is 0.3 s from any (digitally silent) pause
+    assert phones_are_known(speech) == handed
+    motion = motion_from_speech(speech, avatar, MotionOptions(fps=25, blinks_per_minute=0), mouth=model)
+    closed = motion.coeffs[int(0.66 * 25)]
+    if handed:  # mostly the phones' (the closure weight is smoothed over the neighbouring frames)
+        assert np.all(np.abs(closed) < 0.5 * c0), closed
+    else:
+        np.testing.assert_allclose(closed, c0, atol=1e-9)
+    np.testing.assert_allclose(motion.coeffs[int(0.9 * 25)], c0, atol=1e-9)
 
 
 def test_motion_from_expressions_plays_the_given_poses_and_coefficients_only() -> None:
