@@ -31,7 +31,8 @@ person's own video. With 15-60 s of video a small linear model is what the data 
   audio features round off. Recognised phones (an upload without its text, a replayed recording, the
   cross-validation below) hand no closures over: wrong on about a third of the frames, they shut the mouth in
   the wrong places, and the posteriors already tell the model where a p/b/m is likely (rendered opening r on
-  the training windows 0.629 -> 0.639 Obama, 0.608 -> 0.625 German, 2026-12-05). Replaying the recording, the phone
+  the training windows, two avatar sets, 2026-12-05: Obama 0.629 -> 0.631 and 0.604 -> 0.610, German 0.608 ->
+  0.626 and 0.612 -> 0.627, LMD down on all four). Replaying the recording, the phone
   track (and the viseme features) move by the recording's own phone shift (`mouth_delay.measure_phone_shift`),
   and the viseme shapes are learned with it; it is not the audio delay: on the Obama clip the phones lag the
   mouth by 5 frames, the spectral features fit best at 7. Measured on 4-s windows of the training parts
@@ -82,7 +83,7 @@ from pathlib import Path
 import numpy as np
 
 from animation.audio_features import frames_audio, mouth_features, with_context
-from animation.mouth_opening import opening_curve, opening_direction, opening_gradient
+from animation.mouth_opening import opening_curve, opening_direction, opening_gain, opening_gradient
 from animation.mouth_delay import estimate_delay, measure_phone_shift, pearson
 from animation.visemes import VISEMES
 
@@ -350,21 +351,6 @@ def design_matrix(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: 
         base = delay_frames if viseme_delay_frames is None else int(viseme_delay_frames)
         parts.append(with_context(weights, [base + o for o in facts.viseme_offsets]))
     return np.concatenate(parts, axis=1)
-
-
-def opening_gain(cv_open_r: float, max_gain: float) -> float:
-    """How much more the driven mouth opens and closes than the least-squares scale -> 1 / sqrt(r) in [1, max_gain].
-
-    Least squares (the calibration slope) is the scale that minimises the opening's squared error, which LMD
-    rewards; it leaves a prediction with cross-validated r moving about r times as much as the real mouth, and
-    the render and re-tracking add their own noise to whatever moves, so the smaller the motion the more of its
-    rendered r is lost (tracked expressions shrunk to 0.6 of their motion lose 0.05-0.07 of rendered r). Matching
-    the real spread (1 / r) removes that loss but enlarges every wrong opening. Chosen on the training windows
-    (`bench.lipsync_windows --render`, 2026-12-05, bench/RESULTS.md): 1, 1 / sqrt(r) and 1 / r gave rendered
-    opening r 0.614 / 0.629 / 0.645 (Obama) and 0.573 / 0.608 / 0.623 (German), LMD 2.28 / 2.33 / 2.45 % and
-    1.61 / 1.61 / 1.64 % (1 / r in a prototype); scaling all coefficients by 1 / r instead of the opening alone
-    gave 0.627 / 0.619 at 2.63 / 1.74 %."""
-    return float(np.clip(1.0 / np.sqrt(max(float(cv_open_r), 1e-6)), 1.0, max_gain))
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,8 @@ that move it: what the audio -> mouth model (`animation.mouth_model`) measures, 
 - `opening_curve`: inner-lip gap (landmarks 13-14) over the inter-ocular distance (33-263) of the mesh, the
   same quantity `animation.lipsync_metrics.mouth_open_curve` reads off FaceMesh tracks;
 - `opening_direction`: how this person's coefficients move as the mouth opens (least squares over their frames);
-- `opening_gradient`: how the opening changes per unit of each coefficient around a face (its linearisation).
+- `opening_gradient`: how the opening changes per unit of each coefficient around a face (its linearisation);
+- `opening_gain`: how much further than least squares the driven mouth opens and closes.
 """
 from __future__ import annotations
 
@@ -49,3 +50,18 @@ def opening_gradient(centre: np.ndarray, neutral: np.ndarray, basis: np.ndarray,
         raise ValueError(f"centre must be [K], got {centre.shape}")
     moves = step * np.eye(len(centre))  # [K, K]
     return (opening_curve(centre + moves, neutral, basis) - opening_curve(centre - moves, neutral, basis)) / (2 * step)
+
+
+def opening_gain(cv_open_r: float, max_gain: float) -> float:
+    """How much more the driven mouth opens and closes than the least-squares scale -> 1 / sqrt(r) in [1, max_gain].
+
+    Least squares (the calibration slope) is the scale that minimises the opening's squared error, which LMD
+    rewards; it leaves a prediction with cross-validated r moving about r times as much as the real mouth, and
+    the render and re-tracking add their own noise to whatever moves, so the smaller the motion the more of its
+    rendered r is lost (tracked expressions shrunk to 0.6 of their motion lose 0.05-0.07 of rendered r). Matching
+    the real spread (1 / r) removes that loss but enlarges every wrong opening. Chosen on the training windows
+    (`bench.lipsync_windows --render`, 2026-12-05, bench/RESULTS.md): 1, 1 / sqrt(r) and 1 / r gave rendered
+    opening r 0.614 / 0.629 / 0.645 (Obama) and 0.573 / 0.608 / 0.623 (German), LMD 2.28 / 2.33 / 2.45 % and
+    1.61 / 1.61 / 1.64 % (1 / r in a prototype); scaling all coefficients by 1 / r instead of the opening alone
+    gave 0.627 / 0.619 at 2.63 / 1.74 %."""
+    return float(np.clip(1.0 / np.sqrt(max(float(cv_open_r), 1e-6)), 1.0, max_gain))

@@ -10,7 +10,7 @@ from animation.mouth_ensemble import amplitude_gain, merge_members
 from animation.mouth_delay import measure_phone_shift
 from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, blend_with_phones,
                                    design_matrix, fit_mouth_model, keep_components, load_mouth_model, ridge_fit)
-from animation.mouth_opening import opening_curve, opening_direction, opening_gradient
+from animation.mouth_opening import opening_curve, opening_direction, opening_gain, opening_gradient
 
 SR = 16000
 FPS = 25.0
@@ -291,7 +291,10 @@ def test_the_opening_gain_widens_the_opening_alone() -> None:
     waveform, coeffs = _synthetic_clip(seed=12)
     neutral, basis = _basis()
     model = fit_mouth_model(coeffs, neutral, basis, waveform, SR, FPS)
-    assert model.facts.opening_gain == pytest.approx(min(1.5, 1 / np.sqrt(model.facts.cv_open_r)), abs=1e-4)
+    assert model.facts.opening_gain == pytest.approx(opening_gain(model.facts.cv_open_r, 1.5), abs=1e-4)
+    assert opening_gain(0.64, 3.0) == pytest.approx(1.25)  # 1 / sqrt(r)
+    assert opening_gain(0.25, 1.5) == 1.5 and opening_gain(-0.2, 1.5) == 1.5  # capped
+    assert opening_gain(1.0, 1.5) == 1.0  # a perfect model is not widened
     mean = model.intercept
     model.facts.gain, model.facts.render_offset, model.facts.opening_gain = 1.0, 0.0, 1.4
     model.facts.opening_direction = [1 / 0.3, 0.0]  # one unit of opening per 1 / 0.3 of coefficient 0
