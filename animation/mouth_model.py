@@ -290,12 +290,12 @@ class MouthModel:
         if share.shape != (len(coeffs),):
             raise ValueError(f"strength must be [{len(coeffs)}], got {list(np.shape(strength))}")
         amplified = self.intercept + (1.0 + (gain - 1.0) * share)[:, None] * (coeffs - self.intercept)
-        if facts.opening_direction is not None and facts.opening_gradient is not None and facts.opening_gain != 1.0:
+        direction = None if facts.opening_direction is None else np.asarray(facts.opening_direction, np.float64)  # [K]
+        if direction is not None and facts.opening_gradient is not None and facts.opening_gain != 1.0:
             lift = (amplified - self.intercept) @ np.asarray(facts.opening_gradient, np.float64)  # [T] opening change
-            amplified = amplified + ((facts.opening_gain - 1.0) * share * lift)[:, None] * np.asarray(
-                facts.opening_direction, np.float64)[None]
-        if facts.opening_direction is not None and facts.render_offset:
-            widen = facts.render_offset * np.asarray(facts.opening_direction, np.float64)  # [K]
+            amplified = amplified + ((facts.opening_gain - 1.0) * share * lift)[:, None] * direction[None]
+        if direction is not None and facts.render_offset:
+            widen = facts.render_offset * direction  # [K]
             keep_shut = np.zeros(len(coeffs)) if closure is None else np.clip(np.asarray(closure, np.float64), 0, 1)
             amplified = amplified + (share * (1.0 - keep_shut))[:, None] * widen[None]
         return np.clip(amplified, self.coeff_min, self.coeff_max)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio.io import AudioOptions, PreparedAudio, prepare_audio, prepare_waveform, trim_silence
+from audio.io import AudioOptions, PreparedAudio, prepare_audio, prepare_waveform, resample_to, trim_silence
 from audio.speech import Segment, Speech
 
 SAMPLE_RATE = 16000  # the en-us acoustic model's rate
@@ -337,10 +337,5 @@ def _prepare(audio: str | Path | np.ndarray, sample_rate: int | None, audio_opti
     if sample_rate != SAMPLE_RATE:
         if not 8000 <= sample_rate <= 192000:
             raise ValueError(f"sample_rate must be 8000-192000 Hz, got {sample_rate}")
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        common = gcd(int(sample_rate), SAMPLE_RATE)
-        waveform = resample_poly(waveform, SAMPLE_RATE // common, int(sample_rate) // common).astype(np.float32)
+        waveform = resample_to(waveform, int(sample_rate), SAMPLE_RATE)
     return prepare_waveform(waveform, SAMPLE_RATE, audio_options)

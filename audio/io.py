@@ -206,6 +206,18 @@ def load_audio(path: str | Path, target_sr: int = 16000) -> tuple[np.ndarray, in
     return prepared.waveform, prepared.sample_rate
 
 
+def resample_to(waveform: np.ndarray, sample_rate: int, target_rate: int = 16000) -> np.ndarray:
+    """Polyphase resampling of [S] from sample_rate to target_rate (float32)."""
+    if sample_rate == target_rate:
+        return np.asarray(waveform, np.float32)
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    common = gcd(int(sample_rate), int(target_rate))
+    return resample_poly(waveform, target_rate // common, sample_rate // common).astype(np.float32)
+
+
 def write_wav_pcm16(path: Path, waveform: np.ndarray,  # [S] float in [-1, 1]
                     sample_rate: int) -> None:
     """Mono float waveform [S] in [-1, 1] -> 16-bit PCM WAV."""

@@ -239,17 +239,14 @@ def state_log_likelihoods(features: np.ndarray, model: AcousticModel) -> np.ndar
 def hop_posteriors(waveform: np.ndarray, sample_rate: int, model: AcousticModel | None = None) -> np.ndarray:
     """Mono audio [S] at `sample_rate` -> phone posteriors [H, P] per 10 ms hop (rows sum to 1), phones in
     `model.phones` order. Hop h is centred at (160 h + 205) / 16000 s."""
-    from math import gcd
-
-    from scipy.signal import resample_poly
+    from audio.io import resample_to
 
     model = model or load_acoustic_model()
     wave = np.asarray(waveform, np.float64)
     if wave.ndim != 1:
         raise ValueError(f"waveform must be mono [S], got shape {wave.shape}")
     if int(sample_rate) != SAMPLE_RATE:
-        common = gcd(int(sample_rate), SAMPLE_RATE)
-        wave = resample_poly(wave, SAMPLE_RATE // common, int(sample_rate) // common)
+        wave = resample_to(wave, int(sample_rate), SAMPLE_RATE)
     states = state_log_likelihoods(cepstral_features(wave), model)  # [H, P, 3]
     peak = states.max(axis=(1, 2), keepdims=True)
     per_phone = np.exp(states - peak).sum(-1)  # [H, P]

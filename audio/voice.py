@@ -238,7 +238,7 @@ def estimate_rate(reference: np.ndarray, calibration: Speech) -> float:
     """Speaking-rate factor: the reference's phones per second of speech over the Piper voice's, both counted
     by pocketsphinx phone recognition (so the two are counted the same way), clipped to RATE_LIMITS."""
     from audio.align import recognize_phones
-    from audio.voice_convert import resample_to
+    from audio.io import resample_to
 
     def phone_rate(waveform: np.ndarray) -> float:
         phones = [p for p in recognize_phones(waveform).phones if p.label != "sil"]

@@ -64,6 +64,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from audio.io import resample_to
 from audio.speech import Segment, Speech
 
 SAMPLE_RATE = 16000  # conversion and output rate (the references and Resemblyzer/pocketsphinx use 16 kHz)
@@ -288,18 +289,6 @@ def synthesize(features: WorldFeatures) -> np.ndarray:
     n = min(len(wave), features.num_samples)
     out[:n] = wave[:n]
     return out
-
-
-def resample_to(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Polyphase resampling of [S] from sample_rate to target_rate (float32)."""
-    if sample_rate == target_rate:
-        return np.asarray(waveform, np.float32)
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    common = gcd(int(sample_rate), int(target_rate))
-    return resample_poly(waveform, target_rate // common, sample_rate // common).astype(np.float32)
 
 
 def scale_segments(segments: list[Segment], factor: float) -> list[Segment]:

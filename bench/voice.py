@@ -102,7 +102,7 @@ def run(data: Path) -> tuple[list[dict], dict]:
     from audio.tts import PiperEngine
     from audio.voice import (ReferenceChecks, build_profile, check_reference, edit_distance, embed,
                              recognize_words, speaker_encoder, synthesize_calibration, text_words)
-    from audio.voice_convert import resample_to
+    from audio.io import resample_to
 
     clips = sorted(p for p in (data / "speech").iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not clips:

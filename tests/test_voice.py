@@ -98,7 +98,7 @@ def test_voice_is_learned_saved_and_used(tmp_path, monkeypatch, capsys, shared_d
     import json
 
     from audio.tts import PiperEngine, SpeakOptions
-    from audio.voice_convert import resample_to
+    from audio.io import resample_to
     from tests.test_voice_cli import run
 
     monkeypatch.setenv("TALKING_AVATAR_HOME", str(tmp_path))
