@@ -1,7 +1,8 @@
 """Lip sync measured on video: track rendered and real frames with FaceMesh and compare the mouths.
 
 - `mouth_open_curve`: inner-lip distance (landmarks 13-14) over the inter-ocular distance (outer eye corners
-  33-263), per frame. `open_correlation`: Pearson r of two such curves.
+  33-263), per frame. `open_correlation`: Pearson r of two such curves. `open_r_interval`: how far that r could
+  move on another stretch as long (a moving-block bootstrap; a 4-s tail is 100 frames, about 20 syllables).
 - `lip_landmark_distance` (LMD): each rendered frame's landmarks are aligned to the real frame's by a
   similarity transform fitted on stable points (eye corners, nose bridge, forehead), then the mean distance
   of the 40 lip landmarks is taken, in % of the real inter-ocular distance, averaged over frames.
@@ -49,6 +50,50 @@ def open_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
+def bootstrap_block_starts(frames: int, block: int, draws: int, seed: int = 0) -> np.ndarray:
+    """Random start frames of the blocks of a moving-block bootstrap -> [draws, ceil(frames / block)] ints in
+    [0, frames - block]: each draw strings that many `block`-frame stretches together (cut to `frames`)."""
+    if frames < 2 or not 1 <= block <= frames or draws < 1:
+        raise ValueError(f"need frames >= 2, 1 <= block <= frames and draws >= 1; got {frames}, {block}, {draws}")
+    return np.random.default_rng(seed).integers(0, frames - block + 1, size=(draws, -(-frames // block)))
+
+
+def open_r_interval(a: np.ndarray, b: np.ndarray, block: int = 10, draws: int = 2000, level: float = 0.9,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of `open_correlation` (a, b: curves [T]) under a moving-block bootstrap -> (low, high).
+
+    Frames of an opening curve are not independent (a syllable spans 5-10 frames at 25 fps), so whole stretches
+    of `block` frames are resampled, keeping each frame of a with its frame of b. The interval says how much the
+    same lip sync would score differently on another stretch of the same length. NaN frames are dropped first;
+    (nan, nan) when fewer than 2 blocks' worth of frames remain."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"need two curves [T] of one length, got {a.shape} and {b.shape}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if len(a) < 2 * block:
+        return float("nan"), float("nan")
+    starts = bootstrap_block_starts(len(a), block, draws, seed)  # [draws, blocks]
+    index = (starts[:, :, None] + np.arange(block)[None, None]).reshape(draws, -1)[:, :len(a)]  # [draws, T]
+    x, y = a[index], b[index]
+    x = x - x.mean(1, keepdims=True)
+    y = y - y.mean(1, keepdims=True)
+    denominator = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    r = np.where(denominator > 0, (x * y).sum(1) / np.where(denominator > 0, denominator, 1.0), np.nan)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.nanpercentile(r, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def interval_for_json(interval: tuple[float, float]) -> list[float] | None:
+    """`open_r_interval`'s (low, high) -> [low, high] rounded to 3 places, or None when undefined (JSON has no NaN)."""
+    if not np.all(np.isfinite(interval)):
+        return None
+    return [round(float(v), 3) for v in interval]
+
+
 def similarity_align(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Scale s, rotation R [2, 2], shift t minimising |s R source + t - target|^2 (Umeyama). [P, 2] each."""
     mu_s, mu_t = source.mean(0), target.mean(0)
@@ -86,13 +131,15 @@ def track_landmarks(frames) -> np.ndarray:
 
 
 def lipsync_scores(rendered_frames, real_frames) -> dict:
-    """Track both frame sequences and compare: {"open_r", "lmd_pct", "tracked_frames", "frames",
-    "open_rendered", "open_real"}, the last two the opening curves [T] (NaN where untracked), for plots."""
+    """Track both frame sequences and compare: {"open_r", "open_r_interval", "lmd_pct", "tracked_frames", "frames",
+    "open_rendered", "open_real"}: open_r_interval is `open_r_interval`'s 90 % (low, high); the last two are the
+    opening curves [T] (NaN where untracked), for plots."""
     rendered = track_landmarks(rendered_frames)
     real = track_landmarks(real_frames)
     both = np.isfinite(rendered).all(axis=(1, 2)) & np.isfinite(real).all(axis=(1, 2))
     open_rendered, open_real = mouth_open_curve(rendered), mouth_open_curve(real)
     return {"open_r": open_correlation(open_rendered, open_real),
+            "open_r_interval": open_r_interval(open_rendered, open_real),
             "lmd_pct": lip_landmark_distance(rendered, real), "tracked_frames": int(both.sum()),
             "frames": int(len(real)), "open_rendered": open_rendered, "open_real": open_real}
 

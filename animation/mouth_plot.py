@@ -69,12 +69,16 @@ def plot_lipsync_tail(audio: np.ndarray, sample_rate: int, fps: float, scores: d
     tracked by FaceMesh, `animation.lipsync_metrics.lipsync_scores`), over the tail's recognised phones.
 
     audio: [S] mono tail audio at `sample_rate`; scores: `lipsync_scores` of the driven render against the real
-    frames (its "open_real", "open_rendered" curves [T] and r / LMD for the title)."""
+    frames (its "open_real", "open_rendered" curves [T], and r with its interval and LMD for the title)."""
     from audio.align import time_speech
 
     speech = time_speech(np.asarray(audio, dtype=np.float32), None, sample_rate=sample_rate)
     heading = f"{title}: " if title else ""
-    heading += f"opening r {scores['open_r']:.3f}, LMD {scores['lmd_pct']:.2f} % (targets r >= 0.6, LMD <= 2.5 %)"
+    heading += f"opening r {scores['open_r']:.3f}"
+    low, high = scores.get("open_r_interval", (np.nan, np.nan))
+    if np.isfinite(low) and np.isfinite(high):
+        heading += f" (90 % interval {low:.2f}-{high:.2f})"
+    heading += f", LMD {scores['lmd_pct']:.2f} % (targets r >= 0.6, LMD <= 2.5 %)"
     curves = {"real video (tracked)": scores["open_real"],
               "driven by the audio alone (rendered, tracked)": scores["open_rendered"]}
     return plot_mouth_opening(speech, fps, curves, path, heading)

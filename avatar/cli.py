@@ -111,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from animation.lipsync_metrics import lipsync_scores, render_lipsync_tail
+    from animation.lipsync_metrics import interval_for_json, lipsync_scores, render_lipsync_tail
     from animation.mouth_calibration import learn_avatar_mouth
     from animation.mouth_model import load_mouth_model
     from animation.mouth_plot import plot_lipsync_tail
@@ -184,6 +184,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if lipsync is not None:
         metrics.update({"lipsync": str(out / "lipsync.mp4"), "lipsync_plot": str(out / "lipsync.png"),
                         "lipsync_open_r": lipsync["open_r"],
+                        "lipsync_open_r_interval": interval_for_json(lipsync["open_r_interval"]),
                         "lipsync_lmd_pct": lipsync["lmd_pct"],
                         "lipsync_tracked_frames": f"{lipsync['tracked_frames']}/{lipsync['frames']}"})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

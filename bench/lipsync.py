@@ -13,6 +13,8 @@ training part alone, "generic" the generic viseme shapes. cv_r is the model's cr
 training part, delay its audio delay (frames, chosen by that cross-validation around loudness_delay, the
 loudness-opening estimate; the Obama clip's audio trails its video), phone_shift the frames its phone track moves
 when replayed (`animation.mouth_delay.measure_phone_shift`). The "phones" columns replay the phone track unmoved.
+open_r_interval (open_r_90 in the table) is the 90 % moving-block bootstrap interval of open_r
+(`animation.lipsync_metrics.open_r_interval`): how differently the same lip sync could score on another 4 s.
 Where r is lost: coef_r* = r of the driven mouth-opening curve computed from the expression coefficients (before
 rendering) against the real tracked tail; open_r_ceiling / coef_r_ceiling = the same tail rendered from its own
 *tracked* expressions (the ceiling of render + re-tracking, and of the rig's coefficients).
@@ -42,8 +44,8 @@ PIPER_SENTENCE = "Maybe we should meet at the park, by the big blue pool. Then, 
 
 
 def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict:
-    from animation.lipsync_metrics import (lipsync_scores, lipsync_tail_motion, mouth_open_curve, open_correlation,
-                                           render_lipsync_tail, track_landmarks)
+    from animation.lipsync_metrics import (interval_for_json, lipsync_scores, lipsync_tail_motion, mouth_open_curve,
+                                           open_correlation, render_lipsync_tail, track_landmarks)
     from animation.motion import Motion
     from animation.mouth_calibration import learn_avatar_mouth
     from animation.mouth_model import load_mouth_model
@@ -92,6 +94,8 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
                                           out / f"lipsync{label}.mp4", motion=motion)
         scores = lipsync_scores(list(rendered), list(real))
         row[f"open_r{label}"] = round(scores["open_r"], 3)
+        if label == "":
+            row["open_r_interval"] = interval_for_json(scores["open_r_interval"])
         row[f"lmd_pct{label}"] = round(scores["lmd_pct"], 3)
         row[f"tracked{label}"] = f"{scores['tracked_frames']}/{scores['frames']}"
         if label == "":
@@ -142,7 +146,10 @@ def main() -> None:
             continue
         runs.append(evaluate_video(video, args.out / video.stem, args.preset, args.reuse))
         print(json.dumps(runs[-1]), flush=True)
-    columns = ["video", "open_r", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones", "open_r_generic",
+    for run in runs:  # shown as "low-high"
+        run_interval = run.get("open_r_interval")
+        run["open_r_90"] = "-" if run_interval is None else f"{run_interval[0]:.2f}-{run_interval[1]:.2f}"
+    columns = ["video", "open_r", "open_r_90", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones", "open_r_generic",
                "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "phone_shift", "minutes"]
     shown = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()} for run in runs]
     table = format_table(shown, columns) + "\ntargets: open_r >= 0.6, lmd_pct <= 2.5"

@@ -107,5 +107,7 @@ def test_eval_renders_the_held_out_tail_with_its_audio(shared_data, tmp_path, ca
     frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(out / "lipsync.mp4"))
     assert frames == 50 and abs(seconds - 2.0) < 0.1
     assert -1.0 <= metrics["lipsync_open_r"] <= 1.0 and metrics["lipsync_lmd_pct"] > 0
+    interval = metrics["lipsync_open_r_interval"]  # 50 frames: 5 blocks of 10
+    assert interval is None or -1.0 <= interval[0] <= metrics["lipsync_open_r"] <= interval[1] <= 1.0
     assert metrics["lipsync"].endswith("lipsync.mp4")
     assert Path(metrics["lipsync_plot"]).stat().st_size > 10_000  # real vs driven opening over the tail

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from animation.lipsync_metrics import (LIP_LANDMARKS, lip_landmark_distance, mouth_open_curve, open_correlation,
-                                       similarity_align)
+from animation.lipsync_metrics import (LIP_LANDMARKS, bootstrap_block_starts, interval_for_json, lip_landmark_distance,
+                                       mouth_open_curve, open_correlation, open_r_interval, similarity_align)
 
 
 def _faces(t: int = 20, seed: int = 0) -> np.ndarray:
@@ -45,3 +45,52 @@ def test_lmd_ignores_a_similarity_transform_and_measures_lip_error():
     wrong = real.copy()
     wrong[:, list(LIP_LANDMARKS), 1] += 3.0  # every lip point 3 px off = 3 % of the eye distance
     assert lip_landmark_distance(wrong, real) == pytest.approx(3.0, rel=1e-6)
+
+
+def _correlated_curves(t: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth 'real' opening [t] and a noisy prediction of it [t] (r about 0.6)."""
+    rng = np.random.default_rng(seed)
+    real = np.convolve(rng.standard_normal(t + 8), np.ones(8) / 8, mode="valid")[:t]
+    driven = real + np.convolve(rng.standard_normal(t + 4), np.ones(4) / 4, mode="valid")[:t] * 1.3 * real.std() / 0.5
+    return driven, real
+
+
+def test_open_r_interval_matches_a_plain_loop_over_the_same_blocks():
+    driven, real = _correlated_curves(97, seed=int(np.random.default_rng().integers(1 << 30)))
+    block, draws, seed = 10, 300, 5
+    low, high = open_r_interval(driven, real, block=block, draws=draws, level=0.8, seed=seed)
+    rs = []
+    for starts in bootstrap_block_starts(len(real), block, draws, seed):
+        frames = [f for start in starts for f in range(start, start + block)][:len(real)]
+        rs.append(np.corrcoef(driven[frames], real[frames])[0, 1])
+    assert (low, high) == pytest.approx(tuple(np.percentile(rs, [10, 90])), abs=1e-12)
+
+
+def test_open_r_interval_brackets_r_and_narrows_with_more_frames():
+    short = _correlated_curves(100, seed=1)
+    long = _correlated_curves(2000, seed=1)
+    low, high = open_r_interval(*short)
+    assert low < open_correlation(*short) < high and high - low > 0.1
+    low_long, high_long = open_r_interval(*long)
+    assert low_long < open_correlation(*long) < high_long
+    assert (high_long - low_long) < 0.5 * (high - low)
+    same = short[1]
+    assert open_r_interval(same, 3 * same + 1) == pytest.approx((1.0, 1.0))
+    assert open_r_interval(short[0], short[1]) == open_r_interval(short[0], short[1])  # seeded
+
+
+def test_open_r_interval_drops_untracked_frames_and_refuses_bad_input():
+    driven, real = _correlated_curves(100, seed=2)
+    gappy = real.copy()
+    gappy[[5, 50]] = np.nan
+    keep = np.isfinite(gappy)
+    assert open_r_interval(driven, gappy) == open_r_interval(driven[keep], real[keep])
+    assert np.isnan(open_r_interval(driven[:15], real[:15])).all()  # under two blocks
+    assert interval_for_json((float("nan"), float("nan"))) is None
+    assert interval_for_json((0.41234, 0.7)) == [0.412, 0.7]
+    with pytest.raises(ValueError, match="one length"):
+        open_r_interval(driven, real[:-1])
+    with pytest.raises(ValueError, match="level"):
+        open_r_interval(driven, real, level=1.0)
+    with pytest.raises(ValueError, match="block"):
+        bootstrap_block_starts(10, 20, 5)
