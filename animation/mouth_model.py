@@ -82,9 +82,11 @@ from pathlib import Path
 
 import numpy as np
 
-from animation.audio_features import frames_audio, mouth_features, with_context
+from animation.audio_features import mouth_features, with_context
 from animation.mouth_opening import opening_curve, opening_direction, opening_gain, opening_gradient
 from animation.mouth_delay import estimate_delay, measure_phone_shift, pearson
+from animation.mouth_folds import make_fold, validation_blocks
+from animation.ridge import keep_components, ridge_fit
 from animation.visemes import VISEMES
 
 FORMAT_VERSION = 1
@@ -353,36 +355,6 @@ def design_matrix(waveform: np.ndarray, sample_rate: int, fps: float, n_frames: 
     return np.concatenate(parts, axis=1)
 
 
-def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge regression on standardised inputs: x [N, D], y [N, K] -> (mean [D], scale [D], W [D, K], b [K]).
-
-    Minimises |((x - mean) / scale) W + b - y|^2 + strength |W|^2 (b unpenalised), solved in closed form.
-    """
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"need x [N, D] and y [N, K] with N >= 2, got {x.shape} and {y.shape}")
-    mean = x.mean(0)
-    scale = x.std(0)
-    scale = np.where(scale > 1e-8, scale, 1.0)
-    xs = (x - mean) / scale
-    intercept = y.mean(0)
-    weights = np.linalg.solve(xs.T @ xs + strength * np.eye(x.shape[1]), xs.T @ (y - intercept))
-    return mean, scale, weights, intercept
-
-
-def keep_components(weights: np.ndarray, components: int) -> np.ndarray:
-    """Ridge weights [D, K] with the columns past the leading `components` zeroed (0 = keep all) -> [D, K].
-
-    Those coefficients then stay at their training mean (the intercept). The basis is a PCA, largest first: the
-    leading components carry the jaw and lips, which the audio predicts; the small ones mostly add noise."""
-    weights = np.array(weights, dtype=np.float64)
-    if weights.ndim != 2 or components < 0:
-        raise ValueError(f"need weights [D, K] and components >= 0, got {weights.shape} and {components}")
-    if components:
-        weights[:, components:] = 0.0
-    return weights
-
-
 def blend_with_phones(predicted: np.ndarray, phone_coeffs: np.ndarray, closure: np.ndarray,
                       audio_share: float) -> np.ndarray:
     """Mix the audio model's coefficients [T, K] with the phone-based mouth's [T, K] -> [T, K].
@@ -453,7 +425,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     weights = None if phones is None else viseme_weights(phones, phone_set, fps, t)  # [T, 15]
     phone_shift = None if weights is None else measure_phone_shift(weights, opening, valid, low, high, speech_delay)
     viseme_delay = speech_delay + (phone_shift or 0)
-    blocks = _validation_blocks(t, options.folds, waveform, sample_rate, fps, weights, time_segment)
+    blocks = validation_blocks(t, options.folds, waveform, sample_rate, fps, weights, time_segment)
     blocks_audio = [mouth_features(segment, sample_rate, fps, len(block), options.num_bands, options.phone_posteriors)
                     for block, segment, _ in blocks]
     table: dict[str, float] = {}
@@ -461,7 +433,7 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     designs: dict[tuple[int, bool], np.ndarray] = {}  # the whole clip's design matrix per (delay, viseme features)
     shares = options.audio_shares if weights is not None else (1.0,)
     for delay in delays:
-        folds = [_fold(block, segment, block_weights, coeffs, valid, fps, sample_rate, phones, phone_set,
+        folds = [make_fold(block, segment, block_weights, coeffs, valid, fps, sample_rate, phones, phone_set,
                        reach + max(abs(delay), abs(viseme_delay)), phone_shift or 0)
                  for block, segment, block_weights in blocks]
         for use_visemes in ((False, True) if options.try_visemes and weights is not None else (False,)):
@@ -521,49 +493,6 @@ def fit_mouth_model(coeffs: np.ndarray, neutral: np.ndarray, basis: np.ndarray, 
     low, high = coeffs[rows].min(0), coeffs[rows].max(0)
     margin = options.clamp_margin * (high - low)
     return MouthModel(facts, mean, scale, w, b, low - margin, high + margin)
-
-
-def _validation_blocks(t: int, folds: int, waveform: np.ndarray, sample_rate: int, fps: float,
-                       weights: np.ndarray | None, time_segment) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """The cross-validation blocks: (frames [n], their audio [S'], their viseme weights [n, 15] or None), each
-    block's phones timed on its own audio by `time_segment` when given (as a new clip's would be)."""
-    blocks = []
-    for block in np.array_split(np.arange(t), folds):
-        segment = frames_audio(waveform, sample_rate, fps, block)
-        block_weights = None
-        if weights is not None:
-            block_weights = (weights[block] if time_segment is None
-                             else np.asarray(time_segment(segment, sample_rate, len(block))))
-        blocks.append((block, segment, block_weights))
-    return blocks
-
-
-@dataclass
-class _Fold:
-    rows: np.ndarray  # training frames (valid, outside the block and its gap)
-    frames: np.ndarray  # valid frames of the block
-    mask: np.ndarray  # [n] which of the block's frames are valid
-    phone_mouth: np.ndarray | None  # [n, K] the phone-based mouth of the block (shapes learned on `rows`)
-
-
-def _fold(block: np.ndarray, segment: np.ndarray, block_weights: np.ndarray | None, coeffs: np.ndarray,
-          valid: np.ndarray, fps: float, sample_rate: int, phones, phone_set: str, gap: int, phone_shift: int) -> _Fold:
-    """One fold at one audio delay: training rows leave out the block and `gap` frames each side (so no
-    training frame's context reaches into it); the block's phone-based mouth is moved by `phone_shift` frames
-    (`measure_phone_shift`), as `animation.motion` does when replaying a recording, and its viseme shapes are
-    learned with the same shift."""
-    from animation.loudness import frame_rms, loudness_gain
-    from animation.viseme_shapes import learn_viseme_shapes
-
-    keep = np.ones(len(coeffs), bool)
-    keep[max(0, block[0] - gap):block[-1] + gap + 1] = False
-    phone_mouth = None
-    if block_weights is not None:
-        shapes = learn_viseme_shapes(coeffs, fps, phones, phone_set, keep & valid, phone_shift_frames=phone_shift)
-        gain = loudness_gain(frame_rms(segment, sample_rate, fps, len(block)))
-        index = np.clip(np.arange(len(block)) + phone_shift, 0, len(block) - 1)
-        phone_mouth = shapes.speak(block_weights, gain)[0][index]
-    return _Fold(np.flatnonzero(keep & valid), block[valid[block]], valid[block], phone_mouth)
 
 
 def load_mouth_model(folder: str | Path | None, num_coeffs: int, fps: float | None = None) -> MouthModel | None:

@@ -9,7 +9,8 @@ from animation.audio_features import frame_features, frames_audio, with_context
 from animation.mouth_ensemble import amplitude_gain, merge_members
 from animation.mouth_delay import measure_phone_shift
 from animation.mouth_model import (MouthFitOptions, MouthModel, MouthModelFacts, blend_with_phones,
-                                   design_matrix, fit_mouth_model, keep_components, load_mouth_model, ridge_fit)
+                                   design_matrix, fit_mouth_model, load_mouth_model)
+from animation.ridge import keep_components, ridge_fit
 from animation.mouth_opening import opening_curve, opening_direction, opening_gain, opening_gradient
 
 SR = 16000
