@@ -146,12 +146,13 @@ def main() -> None:
             continue
         runs.append(evaluate_video(video, args.out / video.stem, args.preset, args.reuse))
         print(json.dumps(runs[-1]), flush=True)
-    for run in runs:  # shown as "low-high"
-        run_interval = run.get("open_r_interval")
-        run["open_r_90"] = "-" if run_interval is None else f"{run_interval[0]:.2f}-{run_interval[1]:.2f}"
-    columns = ["video", "open_r", "open_r_90", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones", "open_r_generic",
-               "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "phone_shift", "minutes"]
+    columns = ["video", "open_r", "open_r_90", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones",
+               "open_r_generic", "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "phone_shift",
+               "minutes"]
     shown = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()} for run in runs]
+    for row, run in zip(shown, runs):  # the interval as "low-high"
+        interval = run.get("open_r_interval")
+        row["open_r_90"] = "-" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
     table = format_table(shown, columns) + "\ntargets: open_r >= 0.6, lmd_pct <= 2.5"
     emit({"runs": runs}, table, args.json)
 
