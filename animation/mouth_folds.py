@@ -15,7 +15,8 @@ from animation.audio_features import frames_audio
 
 
 def validation_blocks(t: int, folds: int, waveform: np.ndarray, sample_rate: int, fps: float,
-                      weights: np.ndarray | None, time_segment) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+                      weights: np.ndarray | None,
+                      time_segment) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """The cross-validation blocks: (frames [n], their audio [S'], their viseme weights [n, 15] or None), each
     block's phones timed on its own audio by `time_segment` when given (as a new clip's would be)."""
     blocks = []
@@ -40,7 +41,8 @@ class Fold:
 
 
 def make_fold(block: np.ndarray, segment: np.ndarray, block_weights: np.ndarray | None, coeffs: np.ndarray,
-          valid: np.ndarray, fps: float, sample_rate: int, phones, phone_set: str, gap: int, phone_shift: int) -> Fold:
+              valid: np.ndarray, fps: float, sample_rate: int, phones, phone_set: str, gap: int,
+              phone_shift: int) -> Fold:
     """One fold at one audio delay: training rows leave out the block and `gap` frames each side (so no
     training frame's context reaches into it); the block's phone-based mouth is moved by `phone_shift` frames
     (`measure_phone_shift`), as `animation.motion` does when replaying a recording, and its viseme shapes are
