@@ -6,6 +6,8 @@
 - `lip_landmark_distance` (LMD): each rendered frame's landmarks are aligned to the real frame's by a
   similarity transform fitted on stable points (eye corners, nose bridge, forehead), then the mean distance
   of the 40 lip landmarks is taken, in % of the real inter-ocular distance, averaged over frames.
+- `bilabial_minima`: the smallest opening at each p, b and m of timed speech, to tell whether the lips shut
+  (`CLOSED_LIPS`); for speech whose phones are known (TTS), where no real video says how the mouth moved.
 - `lipsync_tail_motion` / `render_lipsync_tail`: the held-out tail of a training video driven by its audio
   alone (phones recognised from that audio; head poses from tracking), for `python app.py eval` and
   `bench.lipsync`.
@@ -22,6 +24,9 @@ LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39,
 # Points that do not move with expression: eye corners, nose bridge and tip, forehead.
 STABLE_LANDMARKS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 10, 151, 9, 8)
 UPPER_INNER, LOWER_INNER, EYE_RIGHT, EYE_LEFT = 13, 14, 33, 263
+# An opening (inner-lip gap / eye distance) at or below this reads as shut lips: FaceMesh on single frames of the
+# shared clips reads closed lips at 0.001-0.01 and speech mostly above 0.03
+CLOSED_LIPS = 0.02
 
 
 def _check(landmarks: np.ndarray, name: str) -> np.ndarray:
@@ -37,6 +42,25 @@ def mouth_open_curve(landmarks: np.ndarray) -> np.ndarray:
     gap = np.linalg.norm(points[:, UPPER_INNER] - points[:, LOWER_INNER], axis=-1)
     eyes = np.linalg.norm(points[:, EYE_RIGHT] - points[:, EYE_LEFT], axis=-1)
     return gap / eyes
+
+
+def bilabial_minima(openings: np.ndarray, phones, phone_set: str, fps: float, reach: int = 1) -> np.ndarray:
+    """The smallest finite opening over each p/b/m phone's frames and `reach` frames either side -> [P] (NaN where
+    none is finite), in the phones' order. openings: [T] per video frame, frame 0 at the phones' time 0."""
+    from animation.visemes import BILABIAL_CLASS, viseme_class_of
+
+    openings = np.asarray(openings, np.float64)
+    if openings.ndim != 1 or not fps > 0 or reach < 0:
+        raise ValueError(f"need openings [T], fps > 0 and reach >= 0; got {openings.shape}, {fps}, {reach}")
+    minima = []
+    for phone in phones:
+        if viseme_class_of(phone.label, phone_set) != BILABIAL_CLASS:
+            continue
+        first = max(0, int(np.floor(phone.start_s * fps)) - reach)
+        stop = min(len(openings), int(np.ceil(phone.end_s * fps)) + reach)
+        values = openings[first:stop][np.isfinite(openings[first:stop])]
+        minima.append(float(values.min()) if values.size else float("nan"))
+    return np.array(minima)
 
 
 def open_correlation(a: np.ndarray, b: np.ndarray) -> float:

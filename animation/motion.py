@@ -180,6 +180,8 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     shapes = shapes or generic_viseme_shapes(avatar.num_expressions)
     if shapes.num_coeffs != avatar.num_expressions:
         raise ValueError(f"viseme shapes have {shapes.num_coeffs} coefficients, avatar {avatar.num_expressions}")
+    if phones_are_known(speech):  # a known p, b or m shuts the lips (`VisemeShapes.for_known_phones`)
+        shapes = shapes.for_known_phones()
     weights = viseme_weights(speech.phones, speech.phone_set, fps, n)  # [T, 15]
     openness = mouth_openness(weights, speech.waveform, speech.sample_rate, fps)
     gain = loudness_gain(frame_rms(speech.waveform, speech.sample_rate, fps, n))

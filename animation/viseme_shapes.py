@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from animation.visemes import VISEME_INDEX, VISEMES, SILENCE, frame_viseme_classes, shape_table
+from animation.visemes import BILABIAL_CLASS, VISEME_INDEX, VISEMES, SILENCE, frame_viseme_classes, shape_table
 
 GENERIC = ("jaw_open", "lip_spread", "lip_round", "lip_press", "blink", "smile")
 GENERIC_INDEX = {name: i for i, name in enumerate(GENERIC)}
@@ -144,7 +144,9 @@ class VisemeShapes:
     """Per-viseme expression of one avatar.
 
     coeffs: [15, K] coefficients in the avatar's basis; generic: [15, G] generic-shape weights; learned: [15]
-    True where the row came from the avatar's own video; counts: [15] centre frames seen per viseme.
+    True where the row came from the avatar's own video; counts: [15] centre frames seen per viseme;
+    closed_lips: [K] the person's own shut mouth (None: not learned), the p/b/m shape when the phones are known
+    (`for_known_phones`).
     """
 
     coeffs: np.ndarray  # [15, K]
@@ -152,6 +154,7 @@ class VisemeShapes:
     learned: np.ndarray  # [15] bool
     counts: np.ndarray  # [15] int
     source: str = "generic"
+    closed_lips: np.ndarray | None = None  # [K]
 
     def __post_init__(self) -> None:
         v = len(VISEMES)
@@ -164,10 +167,30 @@ class VisemeShapes:
                              f"counts [{v}]; got {self.coeffs.shape}, {self.generic.shape}, {self.learned.shape}")
         if not (np.isfinite(self.coeffs).all() and np.isfinite(self.generic).all()):
             raise ValueError("viseme shapes contain NaN or infinite values")
+        if self.closed_lips is not None:
+            self.closed_lips = np.asarray(self.closed_lips, dtype=np.float64)
+            if self.closed_lips.shape != (self.coeffs.shape[1],) or not np.isfinite(self.closed_lips).all():
+                raise ValueError(f"closed_lips must be finite [{self.coeffs.shape[1]}], got {self.closed_lips.shape}")
 
     @property
     def num_coeffs(self) -> int:
         return int(self.coeffs.shape[1])
+
+    def for_known_phones(self) -> "VisemeShapes":
+        """These shapes with the p/b/m row set to the person's closed lips, for phones that are known (TTS, a
+        forced-aligned transcript); itself when no closed lips were learned.
+
+        The learned p/b/m row averages the face at *recognised* p/b/m, which are wrong on about a third of the
+        frames and off by the recording's timing: the expected face given that recognition, the right row for
+        recognised phones (replaying a recording scores the same with it), but half open (the shared Obama
+        clip's: 0.073 of the eye distance, wider than its pauses' 0.061; its shut lips 0.008). A known p, b or m
+        shuts the lips."""
+        if self.closed_lips is None:
+            return self
+        bilabial = VISEME_INDEX[BILABIAL_CLASS]
+        coeffs, generic, learned = self.coeffs.copy(), self.generic.copy(), self.learned.copy()
+        coeffs[bilabial], generic[bilabial], learned[bilabial] = self.closed_lips, 0.0, True
+        return VisemeShapes(coeffs, generic, learned, self.counts.copy(), self.source, self.closed_lips)
 
     def apply(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Viseme weights [T, 15] -> (coefficients [T, K], generic weights [T, G]), linear in the weights."""
@@ -194,7 +217,8 @@ class VisemeShapes:
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "visemes": list(VISEMES), "generic_names": list(GENERIC),
                 "source": self.source, "coeffs": self.coeffs.round(7).tolist(), "generic": self.generic.tolist(),
-                "learned": self.learned.tolist(), "counts": self.counts.tolist()}
+                "learned": self.learned.tolist(), "counts": self.counts.tolist(),
+                "closed_lips": None if self.closed_lips is None else self.closed_lips.round(7).tolist()}
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -210,7 +234,8 @@ class VisemeShapes:
                 or data.get("generic_names") != list(GENERIC):
             raise ValueError(f"{path}: viseme shapes were written by an incompatible version")
         shapes = VisemeShapes(np.array(data["coeffs"], dtype=np.float64).reshape(len(VISEMES), -1),
-                              data["generic"], data["learned"], data["counts"], str(data.get("source", "")))
+                              data["generic"], data["learned"], data["counts"], str(data.get("source", "")),
+                              data.get("closed_lips"))  # absent in files saved before it
         if num_coeffs is not None and shapes.num_coeffs != num_coeffs:
             raise ValueError(f"{path}: viseme shapes have {shapes.num_coeffs} coefficients, the avatar {num_coeffs}")
         return shapes
@@ -237,7 +262,8 @@ def centre_frames(classes: np.ndarray, fraction: float = 0.5) -> dict[int, list[
 
 
 def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, valid: np.ndarray | None = None,
-                        min_frames: int = 6, gain: float = 1.4, phone_shift_frames: int = 0) -> VisemeShapes:
+                        min_frames: int = 6, gain: float = 1.4, phone_shift_frames: int = 0,
+                        openings: np.ndarray | None = None, closed_quantile: float = 0.05) -> VisemeShapes:
     """Average the avatar's expression at each viseme's centre frames.
 
     coeffs: [T, K] the training video's expression coefficients; phones: timed phones of its audio (seconds
@@ -248,6 +274,10 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
     lags its picture (the shared Obama clip: 4 frames beyond the natural lead, `animation.mouth_delay.
     measure_phone_shift`) must be learned that way, as `animation.motion` replays it; unshifted, each viseme
     averaged the face of a syllable later.
+    openings: [T] the mouth opening of each frame (`animation.mouth_opening.opening_curve`; None: not known).
+    When given, `closed_lips` is learned too: the mean expression of the valid frames whose opening is at or
+    below its `closed_quantile` quantile (at least `min_frames` of them), the person's own shut mouth
+    (`VisemeShapes.for_known_phones`).
     """
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if coeffs.ndim != 2 or coeffs.shape[0] == 0:
@@ -278,8 +308,26 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
             shapes.coeffs[index] = rest
             shapes.generic[index] = table[index]
     shapes.learned[sil] = len(groups.get(sil, [])) >= min_frames
+    if openings is not None and k:
+        closed = closed_frames(openings, valid, closed_quantile)
+        if closed.sum() >= min_frames:
+            shapes.closed_lips = coeffs[closed].mean(0)
     shapes.source = "learned" if shapes.learned.any() else "generic"
     return shapes
+
+
+def closed_frames(openings: np.ndarray, valid: np.ndarray, quantile: float = 0.05) -> np.ndarray:
+    """The valid frames whose mouth opening [T] is at or below its `quantile` quantile over the valid frames -> [T]
+    bool: the person's closed lips (none when no frame is valid)."""
+    openings, valid = np.asarray(openings, dtype=np.float64), np.asarray(valid, bool)
+    if openings.shape != valid.shape or openings.ndim != 1:
+        raise ValueError(f"openings and valid must both be [T], got {openings.shape} and {valid.shape}")
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    usable = valid & np.isfinite(openings)
+    if not usable.any():
+        return np.zeros_like(usable)
+    return usable & (openings <= np.quantile(openings[usable], quantile))
 
 
 def recognised_viseme_weights(waveform: np.ndarray, sample_rate: int, n_frames: int, fps: float) -> np.ndarray:
@@ -302,6 +350,7 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
     when the clip has no audio or its speech cannot be timed (the avatar then talks with generic shapes)."""
     from animation.mouth_model import (ARRAYS_FILE as MOUTH_ARRAYS_FILE, FACTS_FILE as MOUTH_FACTS_FILE,
                                        fit_mouth_model, recording_phone_shift)
+    from animation.mouth_opening import opening_curve
     from audio.align import time_speech
 
     if clip.audio.size == 0:
@@ -314,7 +363,8 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
         shift = recording_phone_shift(clip.coeffs[:stop], clip.neutral, clip.basis, clip.fps, speech.phones,
                                       speech.phone_set, valid)
         shapes = learn_viseme_shapes(clip.coeffs[:stop], clip.fps, speech.phones, speech.phone_set, valid,
-                                     phone_shift_frames=shift)
+                                     phone_shift_frames=shift,
+                                     openings=opening_curve(clip.coeffs[:stop], clip.neutral, clip.basis))
     except ValueError:
         return None
     shapes.save(Path(folder) / SHAPES_FILE)

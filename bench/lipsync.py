@@ -20,6 +20,11 @@ rendering) against the real tracked tail; open_r_ceiling / coef_r_ceiling = the 
 *tracked* expressions (the ceiling of render + re-tracking, and of the rig's coefficients).
 Each avatar's mouth on a Piper sentence is drawn to OUT/<video>/piper_mouth.png, the tail's real and driven
 mouth openings to OUT/<video>/lipsync.png.
+TTS, where no real video says how the mouth should move (`piper_closures`): two Piper sentences full of p/b/m
+spoken through the avatar as the studio does it, rendered and read by FaceMesh frame by frame. piper_closed_pct =
+% of the p/b/m whose smallest opening (+-1 frame) is at most 0.02 (shut lips), piper_bilabial_open their median
+smallest opening, piper_open_q90 the 90th percentile of the opening over the sentences' frames (how wide the
+mouth opens on its open vowels), real_open_q90 the same over the person's real training frames.
 `--json` last line: {"runs": [{"video", "open_r", "lmd_pct", ...}]}.
 """
 from __future__ import annotations
@@ -41,6 +46,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 VIDEOS = ("obama_weekly_address_20s.mp4", "german_news_anchor_20s.mp4")
 HOLDOUT_S = 4.0
 PIPER_SENTENCE = "Maybe we should meet at the park, by the big blue pool. Then, papa bought apples."
+PIPER_CLOSURE_SENTENCES = (PIPER_SENTENCE, "My mom baked a plum pie for Bob, but Pam preferred the warm bread.")
 
 
 def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict:
@@ -104,6 +110,7 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     row["learned_visemes"] = int(shapes.learned.sum())
     if mouth is not None:
         plot_piper_sentence(avatar, shapes, mouth, out / "piper_mouth.png")
+    row.update(piper_closures(avatar, shapes, mouth, prepared.data.frames[:first].numpy()))
     facts = mouth.facts if mouth is not None else None
     row.update({"cv_r": facts and facts.cv_open_r, "delay": facts and facts.recording_delay_frames,
                 "phone_shift": facts and facts.phone_shift_frames,
@@ -132,6 +139,39 @@ def plot_piper_sentence(avatar, shapes, mouth, path: Path) -> None:
                        f"{avatar.name}: Piper voice (another speaker)")
 
 
+def piper_closures(avatar, shapes, mouth, real_frames: np.ndarray) -> dict:
+    """Do the lips shut on p, b and m when Piper speaks through this avatar (the studio's own path)?
+
+    Sentences full of p/b/m are spoken by Piper, turned into motion as `app.py say` does (default motion
+    options, fixed seed), rendered over the plate and read by FaceMesh frame by frame (static mode: the video
+    mode's tracking carries a shut mouth over from frame to frame and misses short openings and closures).
+    real_frames: [T, H, W, 3] training frames of the person, read the same way for reference.
+    -> {"piper_bilabials", "piper_closed_pct" (bilabials whose smallest opening is <= CLOSED_LIPS),
+        "piper_bilabial_open" (their median smallest opening), "piper_open_q90", "real_open_q90" (the openings'
+        90th percentiles: the sentences are full of closures, so a median would compare unlike speech)}."""
+    from animation.lipsync_metrics import CLOSED_LIPS, bilabial_minima, mouth_open_curve
+    from animation.motion import MotionOptions, motion_from_speech
+    from audio.tts import PiperEngine
+    from avatar.tracking import track_frames
+    from render.pipeline import BackgroundSpec, RenderOptions, render_frames
+
+    engine, minima, openings = PiperEngine(), [], []
+    for sentence in PIPER_CLOSURE_SENTENCES:
+        speech = engine.synthesize(sentence)
+        motion = motion_from_speech(speech, avatar, MotionOptions(fps=avatar.fps, seed=0), shapes, mouth=mouth)
+        frames = np.concatenate(list(render_frames(avatar, motion, BackgroundSpec("plate"), RenderOptions())))
+        opening = mouth_open_curve(track_frames(list(frames), static=True).landmarks)
+        minima.append(bilabial_minima(opening, speech.phones, speech.phone_set, avatar.fps))
+        openings.append(opening)
+    minima, openings = np.concatenate(minima), np.concatenate(openings)
+    real = mouth_open_curve(track_frames(list(real_frames), static=True).landmarks)
+    return {"piper_bilabials": int(len(minima)),
+            "piper_closed_pct": round(100.0 * float(np.mean(minima <= CLOSED_LIPS)), 1),
+            "piper_bilabial_open": round(float(np.nanmedian(minima)), 4),
+            "piper_open_q90": round(float(np.nanpercentile(openings, 90)), 4),
+            "real_open_q90": round(float(np.nanpercentile(real, 90)), 4)}
+
+
 def main() -> None:
     parser = json_flag_parser(__doc__.splitlines()[0])
     parser.add_argument("--preset", default="fast")
@@ -148,7 +188,7 @@ def main() -> None:
         print(json.dumps(runs[-1]), flush=True)
     columns = ["video", "open_r", "open_r_90", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones",
                "open_r_generic", "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "phone_shift",
-               "minutes"]
+               "piper_closed_pct", "piper_bilabial_open", "piper_open_q90", "real_open_q90", "minutes"]
     shown = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()} for run in runs]
     for row, run in zip(shown, runs):  # the interval as "low-high"
         interval = run.get("open_r_interval")

@@ -94,3 +94,21 @@ def test_open_r_interval_drops_untracked_frames_and_refuses_bad_input():
         open_r_interval(driven, real, level=1.0)
     with pytest.raises(ValueError, match="block"):
         bootstrap_block_starts(10, 20, 5)
+
+
+def test_bilabial_minima_take_each_p_b_m_and_its_neighbouring_frames():
+    from animation.lipsync_metrics import bilabial_minima
+    from audio.speech import Segment
+
+    fps = 25.0
+    openings = np.full(50, 0.1)
+    openings[9] = 0.004  # one frame before "M" (0.4-0.48 s: frames 10-11), within reach 1
+    openings[30] = 0.0  # inside "AA": not a bilabial
+    openings[41] = np.nan  # "B" (1.6-1.68 s: frames 40-41) keeps its finite neighbours
+    phones = [Segment("sil", 0.0, 0.4), Segment("M", 0.4, 0.48), Segment("AA", 0.48, 1.6), Segment("B", 1.6, 1.68),
+              Segment("sil", 1.68, 2.0)]
+    np.testing.assert_allclose(bilabial_minima(openings, phones, "arpabet", fps), [0.004, 0.1])
+    np.testing.assert_allclose(bilabial_minima(openings, phones, "arpabet", fps, reach=0), [0.1, 0.1])
+    assert bilabial_minima(openings, phones[:1], "arpabet", fps).shape == (0,)
+    with pytest.raises(ValueError):
+        bilabial_minima(openings[:, None], phones, "arpabet", fps)

@@ -164,12 +164,57 @@ def test_learned_shapes_follow_the_recording_phone_shift():
     assert np.abs(unshifted.coeffs[VISEME_INDEX["aa"]] - planted["aa"]).max() > 0.5
 
 
+def test_closed_lips_are_the_least_open_frames_and_drive_known_phones_only(avatar):
+    """The p/b/m row stays the average at the (recognised) phones; the person's shut mouth is learned apart from the
+    phones, from the least open frames, and takes the p/b/m row only when the phones are known."""
+    phones, coeffs, planted = _planted_clip()
+    k = coeffs.shape[1]
+    shut = np.zeros(k)
+    shut[0] = -3.0  # a face that never occurs at a p/b/m of the planted clip (it has none)
+    openings = np.full(len(coeffs), 0.1) + np.random.default_rng(1).uniform(0, 0.05, len(coeffs))
+    low = np.arange(5, len(coeffs), 9)  # every 9th frame shut, about 11 % of them
+    coeffs, openings[low] = coeffs.copy(), 0.005
+    coeffs[low] = shut
+    without = learn_viseme_shapes(coeffs, 25.0, phones, "arpabet", gain=1.0)
+    shapes = learn_viseme_shapes(coeffs, 25.0, phones, "arpabet", gain=1.0, openings=openings)
+    assert without.closed_lips is None
+    np.testing.assert_allclose(shapes.closed_lips, shut)  # the 5 % least open frames are all shut ones
+    bilabial = VISEME_INDEX["PP"]
+    np.testing.assert_array_equal(shapes.coeffs[bilabial], without.coeffs[bilabial])
+    known = shapes.for_known_phones()
+    np.testing.assert_array_equal(known.coeffs[bilabial], shut)
+    assert known.learned[bilabial] and known.generic[bilabial].sum() == 0.0
+    np.testing.assert_array_equal(np.delete(known.coeffs, bilabial, 0), np.delete(shapes.coeffs, bilabial, 0))
+    assert without.for_known_phones() is without
+    # too few valid frames: no closed lips
+    assert learn_viseme_shapes(coeffs, 25.0, phones, "arpabet", valid=np.arange(len(coeffs)) < 20,
+                               openings=openings).closed_lips is None
+
+    # In motion: the bilabial frames of "pa" take the shut mouth with Piper's (known) phones, not recognised ones.
+    rows = np.zeros((len(VISEME_INDEX), avatar.num_expressions))  # every learned row at rest
+    closed = np.zeros(avatar.num_expressions)
+    closed[0] = -3.0
+    avatar_shapes = VisemeShapes(rows, np.zeros((len(VISEME_INDEX), len(GENERIC_INDEX))), np.ones(len(rows), bool),
+                                 np.zeros(len(rows), int), "learned", closed)
+    options = MotionOptions(fps=25, blinks_per_minute=0, still=True)
+    frames = slice(int(1.85 * 25), int(2.05 * 25))
+    known_motion = motion_from_speech(_speech(PHONES, 2.61, source="piper"), avatar, options, avatar_shapes)
+    heard_motion = motion_from_speech(_speech(PHONES, 2.61, source="recognition"), avatar, options, avatar_shapes)
+    assert known_motion.coeffs[frames, 0].min() < -1.5
+    assert np.abs(heard_motion.coeffs[:, 0]).max() < 1e-9
+
+
 def test_viseme_shapes_save_load(tmp_path):
     shapes = generic_viseme_shapes(4)
     loaded = VisemeShapes.load(shapes.save(tmp_path / "s.json"), num_coeffs=4)
     np.testing.assert_array_equal(loaded.generic, shapes.generic)
     with pytest.raises(ValueError, match="coefficients"):
         VisemeShapes.load(tmp_path / "s.json", num_coeffs=5)
+    assert loaded.closed_lips is None
+    shapes.closed_lips = np.array([0.5, -1.0, 0.0, 2.0])
+    np.testing.assert_allclose(VisemeShapes.load(shapes.save(tmp_path / "c.json")).closed_lips, shapes.closed_lips)
+    with pytest.raises(ValueError, match="closed_lips"):
+        VisemeShapes(shapes.coeffs, shapes.generic, shapes.learned, shapes.counts, closed_lips=np.zeros(3))
 
 
 def test_smoothing_and_ping_pong():
