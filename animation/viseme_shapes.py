@@ -309,11 +309,16 @@ def learn_viseme_shapes(coeffs: np.ndarray, fps: float, phones, phone_set: str, 
             shapes.generic[index] = table[index]
     shapes.learned[sil] = len(groups.get(sil, [])) >= min_frames
     if openings is not None and k:
-        closed = closed_frames(openings, valid, closed_quantile)
-        if closed.sum() >= min_frames:
-            shapes.closed_lips = coeffs[closed].mean(0)
+        shapes.closed_lips = closed_lips(coeffs, openings, valid, closed_quantile, min_frames)
     shapes.source = "learned" if shapes.learned.any() else "generic"
     return shapes
+
+
+def closed_lips(coeffs: np.ndarray, openings: np.ndarray, valid: np.ndarray, quantile: float = 0.05,
+                min_frames: int = 6) -> np.ndarray | None:
+    """The mean expression [K] of the `closed_frames` of coeffs [T, K]; None when fewer than min_frames."""
+    closed = closed_frames(openings, valid, quantile)
+    return np.asarray(coeffs, np.float64)[closed].mean(0) if closed.sum() >= min_frames else None
 
 
 def closed_frames(openings: np.ndarray, valid: np.ndarray, quantile: float = 0.05) -> np.ndarray:
@@ -379,14 +384,26 @@ def learn_shapes_from_clip(clip, folder: str | Path, holdout_from_frame: int | N
 
 
 def shapes_for_avatar(avatar, folder: str | Path | None = None) -> VisemeShapes:
-    """The avatar's saved `viseme_shapes.json` when present and compatible, else generic shapes."""
+    """The avatar's saved `viseme_shapes.json` when present and compatible, else generic shapes.
+
+    Shapes saved before `closed_lips` existed get them from the avatar's own training expressions
+    (`Avatar.expression_coeffs`), so an avatar trained earlier shuts its lips on known p/b/m too."""
     if folder is not None:
         path = Path(folder) / SHAPES_FILE
         if path.is_file():
             try:
-                return VisemeShapes.load(path, avatar.num_expressions)
+                shapes = VisemeShapes.load(path, avatar.num_expressions)
             except (ValueError, KeyError, json.JSONDecodeError):
-                pass  # an outdated file: generic shapes still give a talking mouth
+                shapes = None  # an outdated file: generic shapes still give a talking mouth
+            if shapes is not None:
+                coeffs = avatar.expression_coeffs.double().numpy()
+                if shapes.closed_lips is None and shapes.learned.any() and coeffs.size:
+                    from animation.mouth_opening import opening_curve
+
+                    openings = opening_curve(coeffs, avatar.neutral.double().numpy(),
+                                             avatar.expression_basis.double().numpy())
+                    shapes.closed_lips = closed_lips(coeffs, openings, np.isfinite(coeffs).all(1))
+                return shapes
     return generic_viseme_shapes(avatar.num_expressions)
 
 

@@ -204,6 +204,29 @@ def test_closed_lips_are_the_least_open_frames_and_drive_known_phones_only(avata
     assert np.abs(heard_motion.coeffs[:, 0]).max() < 1e-9
 
 
+def test_shapes_saved_before_closed_lips_get_them_from_the_avatars_own_expressions(tmp_path):
+    from animation.mouth_opening import opening_curve
+    from animation.viseme_shapes import SHAPES_FILE, shapes_for_avatar
+
+    avatar = tiny_avatar(size=16, t=200)
+    rows = np.tile(avatar.expression_coeffs.double().numpy().mean(0), (len(VISEME_INDEX), 1))
+    learned = np.ones(len(rows), bool)
+    VisemeShapes(rows, np.zeros((len(rows), len(GENERIC_INDEX))), learned, np.zeros(len(rows), int),
+                 "learned").save(tmp_path / SHAPES_FILE)
+    shapes = shapes_for_avatar(avatar, tmp_path)
+    coeffs, neutral, basis = (x.double().numpy() for x in (avatar.expression_coeffs, avatar.neutral,
+                                                           avatar.expression_basis))
+    openings = opening_curve(coeffs, neutral, basis)
+    shut = opening_curve(shapes.closed_lips[None], neutral, basis)[0]
+    assert shut < np.quantile(openings, 0.1) < np.median(openings)
+    # saved closed lips are kept as they are; generic shapes (a photo avatar) get none
+    VisemeShapes(rows, np.zeros((len(rows), len(GENERIC_INDEX))), learned, np.zeros(len(rows), int), "learned",
+                 rows[0]).save(tmp_path / SHAPES_FILE)
+    np.testing.assert_allclose(shapes_for_avatar(avatar, tmp_path).closed_lips, rows[0], atol=1e-6)
+    generic_viseme_shapes(avatar.num_expressions).save(tmp_path / SHAPES_FILE)
+    assert shapes_for_avatar(avatar, tmp_path).closed_lips is None
+
+
 def test_viseme_shapes_save_load(tmp_path):
     shapes = generic_viseme_shapes(4)
     loaded = VisemeShapes.load(shapes.save(tmp_path / "s.json"), num_coeffs=4)
