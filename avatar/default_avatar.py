@@ -2,16 +2,20 @@
 
 Built on first use through the photo-avatar path (`avatar.preprocess.preprocess_photo` +
 `avatar.photo.build_photo_avatar`) from the portrait scikit-image ships (`skimage.data.astronaut()`, a
-public-domain NASA photo of Eileen Collins), then cached in the data folder as the avatar "astronaut".
+public-domain NASA photo of Eileen Collins), then cached in the data folder as the avatar "astronaut". A cached
+one built by an older recipe (`RECIPE`: training settings it must have) is rebuilt once, in place.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
 
 DEFAULT_NAME = "astronaut"
+# training settings (`avatar.train.TrainConfig`) the cached default avatar must have been built with
+RECIPE = {"frozen_parts": ["tongue"]}
 _BUILD_LOCK = threading.Lock()
 
 
@@ -20,10 +24,10 @@ def ensure_default_avatar(home: Path, progress: Callable[[str, float, dict], Non
     from avatar.library import avatar_path, checkpoint_path
 
     folder = avatar_path(DEFAULT_NAME, home)
-    if (folder / "avatar.json").is_file():
+    if _is_current(folder):
         return folder
     with _BUILD_LOCK:
-        if (folder / "avatar.json").is_file():
+        if _is_current(folder):
             return folder
         import numpy as np
         from PIL import Image
@@ -42,3 +46,12 @@ def ensure_default_avatar(home: Path, progress: Callable[[str, float, dict], Non
                                lambda stage, fraction, info=None: report("default avatar", fraction, {"step": stage}))
         report("default avatar", 1.0, {})
     return folder
+
+
+def _is_current(folder: Path) -> bool:
+    """Whether `folder` holds a default avatar built with the current `RECIPE`."""
+    try:
+        config = json.loads((folder / "avatar.json").read_text()).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(config, dict) and all(config.get(key) == value for key, value in RECIPE.items())

@@ -22,7 +22,10 @@ def photo_config(**overrides) -> TrainConfig:
     settings = dict(preset="photo", time_budget_s=PHOTO_TIME_BUDGET_S, iterations=400, densify_from=100,
                     densify_every=100, holdout_every=0, holdout_seconds=0.0, preview_every=0,
                     plate_fraction=0.0,  # one photo's plate is inpainted guesswork: alpha from the matte only
-                    pose_refine_at=())  # one picture: the Gaussians fit its pose as it is, nothing to register
+                    pose_refine_at=(),  # one picture: the Gaussians fit its pose as it is, nothing to register
+                    # a portrait shows no tongue: it keeps the generic one (fitted to the teeth between the
+                    # lips, the astronaut's opened as speckles of red, green and blue when the jaw dropped)
+                    frozen_parts=("tongue",))
     return preset("fast", **{**settings, **overrides})
 
 

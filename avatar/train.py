@@ -71,6 +71,10 @@ class TrainConfig:
     # teeth, a few hundred pixels of the frame. Off in the presets: 0.5 in `fast` left the held-out mouth PSNR
     # where it was (28.47 -> 28.41 dB Obama, 27.44 -> 27.38 German) and moved lip sync both ways (RESULTS.md)
     mouth_weight: float = 0.0
+    # mesh parts (`avatar.mesh.PARTS`) whose Gaussians keep their initial values: what the footage cannot show
+    # (a photo's tongue: fitted to the few teeth pixels between its lips, it opened as speckles of red, green
+    # and blue once the jaw dropped)
+    frozen_parts: tuple[str, ...] = ()
     position_threshold: float = 1.0  # free radius of a Gaussian around its triangle, in triangle sizes
     position_weight: float = 1.0
     max_log_scale: float = math.log(1.5)  # largest free local scale (triangle sizes)
@@ -101,6 +105,7 @@ class TrainConfig:
         if not 0.0 <= self.plate_fraction <= 1.0:
             raise ValueError(f"plate_fraction must be in [0, 1], got {self.plate_fraction}")
         self.pose_refine_at = tuple(float(f) for f in self.pose_refine_at)  # JSON gives a list
+        self.frozen_parts = tuple(str(part) for part in self.frozen_parts)
         if any(not 0.0 <= f < 1.0 for f in self.pose_refine_at) or list(self.pose_refine_at) != sorted(self.pose_refine_at):
             raise ValueError(f"pose_refine_at must be increasing fractions in [0, 1), got {self.pose_refine_at}")
 
@@ -355,9 +360,23 @@ def _apply_plan(params: dict[str, Tensor], optimizer: torch.optim.Adam, plan) ->
     return new_params
 
 
+def frozen_faces_of(face_part: Tensor, parts: tuple[str, ...]) -> Tensor | None:
+    """[F] bool: the triangles of `parts` given each triangle's part index [F] (`avatar.mesh.PARTS`); None when
+    no part is named."""
+    from avatar.mesh import PARTS
+
+    if not parts:
+        return None
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown mesh parts {sorted(unknown)}; parts are {PARTS}")
+    return torch.isin(face_part, torch.tensor([PARTS.index(part) for part in parts]))
+
+
 def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None = None,
           progress: ProgressCallback | None = None, preview: Callable[[dict, Tensor, int], None] | None = None,
-          resume: bool = True, initial: tuple[dict[str, Tensor], Tensor] | None = None) -> TrainResult:
+          resume: bool = True, initial: tuple[dict[str, Tensor], Tensor] | None = None,
+          frozen_faces: Tensor | None = None) -> TrainResult:
     """Optimise Gaussians bound to `data`'s mesh; resumes from `checkpoint_dir` when it holds a checkpoint.
 
     With `config.pose_refine_at` and `data.poses`, the training frames' head poses are refined against the
@@ -367,7 +386,11 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
     progress(stage, fraction, info) is called about every 1 % with info {"iteration", "loss", "psnr"};
     preview(params, parent, iteration) every `config.preview_every` iterations (for preview PNGs).
     initial: starting (params, parent) instead of `initial_gaussians` on the first training frame.
+    frozen_faces: [F] bool, triangles whose Gaussians keep their values (no gradient steps, never densified);
+    `frozen_faces_of` gives them for `config.frozen_parts`.
     """
+    if frozen_faces is not None and tuple(frozen_faces.shape) != (int(data.faces.shape[0]),):
+        raise ValueError(f"frozen_faces must be [{int(data.faces.shape[0])}], got {list(frozen_faces.shape)}")
     torch.manual_seed(config.seed)
     restored = None
     if checkpoint_dir is not None and resume:
@@ -428,12 +451,17 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
+            frozen = None if frozen_faces is None else frozen_faces[parent]  # [N]
+            if frozen is not None:
+                for value in params.values():
+                    if value.grad is not None:
+                        value.grad[frozen] = 0.0  # Adam's moments stay 0, so the step is 0 too
             if means.grad is not None:
                 # Gradient w.r.t. the projected centre in normalised device units (pixels * 2 / width), the
                 # quantity 3DGS thresholds: d loss / d xy_cam * z / fx gives per-pixel, * width / 2 gives NDC.
                 z = means[:, 2:3].clamp_min(1e-6)
                 screen = means.grad[:, :2] * z / data.camera.fx * (data.camera.width / 2)
-                stats["grad_accum"] += screen.norm(dim=-1)
+                stats["grad_accum"] += screen.norm(dim=-1) if frozen is None else screen.norm(dim=-1) * ~frozen
                 stats["grad_count"] += 1
         optimizer.step()
         for group in optimizer.param_groups:

@@ -349,3 +349,61 @@ def test_the_mouth_weight_lowers_the_error_inside_the_mouth_box():
         return total / len(data.train_indices)
 
     assert box_error(1.0) < 0.8 * box_error(0.0)
+
+
+def test_frozen_faces_keep_their_gaussians_as_they_started():
+    """Gaussians on frozen triangles keep every value (no step, no densification); the rest still learn."""
+    from avatar.mesh import PARTS
+    from avatar.train import frozen_faces_of, initial_gaussians_for
+
+    data = make_synthetic_data()
+    config = preset("tiny", resolution=32, iterations=120, densify_every=40, densify_from=40)
+    start_params, start_parent = initial_gaussians_for(data, config)
+    frozen = torch.zeros(data.faces.shape[0], dtype=torch.bool)
+    frozen[::3] = True
+    result = train(data, config, initial=(start_params, start_parent), frozen_faces=frozen)
+    def gaussians_of(params, parent, face):
+        return {k: v[parent == face] for k, v in params.items()}
+
+    for face in frozen.nonzero().flatten()[:10].tolist():
+        before, after = gaussians_of(start_params, start_parent, face), gaussians_of(result.params, result.parent, face)
+        for key in before:
+            torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)
+    free = (~frozen).nonzero().flatten()[:10].tolist()
+    assert any(not torch.equal(gaussians_of(result.params, result.parent, f)["colors"],
+                               gaussians_of(start_params, start_parent, f)["colors"]) for f in free)
+    with pytest.raises(ValueError, match="frozen_faces"):
+        train(data, config, frozen_faces=frozen[:-1])
+    with pytest.raises(ValueError, match="unknown mesh parts"):
+        frozen_faces_of(torch.zeros(4, dtype=torch.long), ("teeth",))
+    assert frozen_faces_of(torch.tensor([0, PARTS.index("tongue"), 1]), ("tongue",)).tolist() == [False, True, False]
+    assert frozen_faces_of(torch.zeros(3, dtype=torch.long), ()) is None
+
+
+def test_the_photo_preset_keeps_the_generic_tongue():
+    from avatar.photo import photo_config
+    from avatar.train import TrainConfig
+
+    config = photo_config()
+    assert config.frozen_parts == ("tongue",)
+    assert TrainConfig.from_dict(config.to_dict()).frozen_parts == ("tongue",)
+
+
+def test_a_default_avatar_of_an_older_recipe_is_not_current(tmp_path):
+    """The cached default avatar is rebuilt when it was built without the current recipe (e.g. its tongue fitted)."""
+    import json
+
+    from avatar.default_avatar import RECIPE, _is_current
+    from avatar.photo import photo_config
+
+    folder = tmp_path / "astronaut"
+    assert not _is_current(folder)  # nothing there
+    folder.mkdir()
+    (folder / "avatar.json").write_text("{not json")
+    assert not _is_current(folder)
+    config = photo_config().to_dict()
+    (folder / "avatar.json").write_text(json.dumps({"config": {k: v for k, v in config.items() if k != "frozen_parts"}}))
+    assert not _is_current(folder)
+    (folder / "avatar.json").write_text(json.dumps({"config": json.loads(json.dumps(config))}))
+    assert _is_current(folder)
+    assert all(json.loads(json.dumps(config))[key] == value for key, value in RECIPE.items())
