@@ -386,7 +386,8 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
     progress(stage, fraction, info) is called about every 1 % with info {"iteration", "loss", "psnr"};
     preview(params, parent, iteration) every `config.preview_every` iterations (for preview PNGs).
     initial: starting (params, parent) instead of `initial_gaussians` on the first training frame.
-    frozen_faces: [F] bool, triangles whose Gaussians keep their values (no gradient steps, never densified);
+    frozen_faces: [F] bool, triangles whose Gaussians keep their values (no gradient step, never densified or
+    pruned);
     `frozen_faces_of` gives them for `config.frozen_parts`.
     """
     if frozen_faces is not None and tuple(frozen_faces.shape) != (int(data.faces.shape[0]),):
@@ -481,7 +482,8 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
                                 config.max_gaussians, num_faces, score=mean_grad)
             if plan is not None:
                 params, parent = _apply_plan(params, optimizer, plan), plan.parent
-            plan = plan_prune(params, parent, torch.sigmoid(params["opacity_logits"].detach()) < config.prune_opacity,
+            faint = torch.sigmoid(params["opacity_logits"].detach()) < config.prune_opacity
+            plan = plan_prune(params, parent, faint if frozen_faces is None else faint & ~frozen_faces[parent],
                               num_faces)
             if plan is not None:
                 params, parent = _apply_plan(params, optimizer, plan), plan.parent

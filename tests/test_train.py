@@ -357,7 +357,9 @@ def test_frozen_faces_keep_their_gaussians_as_they_started():
     from avatar.train import frozen_faces_of, initial_gaussians_for
 
     data = make_synthetic_data()
-    config = preset("tiny", resolution=32, iterations=120, densify_every=40, densify_from=40)
+    # every Gaussian faint enough to prune: only the frozen ones must all stay
+    config = preset("tiny", resolution=32, iterations=120, densify_every=40, densify_from=40, prune_opacity=0.999,
+                    gaussians_per_face=3)
     start_params, start_parent = initial_gaussians_for(data, config)
     frozen = torch.zeros(data.faces.shape[0], dtype=torch.bool)
     frozen[::3] = True
