@@ -24,8 +24,8 @@ from avatar.evaluate import evaluate_frames, head_box, mouth_box, save_curves, s
 from avatar.model import Avatar
 from avatar.pose_refine import PoseTrack, refine_poses
 from avatar.rig import Intrinsics
-from avatar.train import (TrainConfig, TrainingData, TrainResult, frozen_faces_of, initial_gaussians_for,
-                          split_frames, tail_frame_count, train, with_poses)
+from avatar.train import (TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames,
+                          tail_frame_count, train, with_poses)
 
 ProgressCallback = Callable[[str, float, dict], None]
 # Generic colours of the mouth interior (linear RGB), used where the clip never shows it (a photo, a closed
@@ -197,7 +197,7 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
     initial = initial_gaussians_for(data, config)
     _generic_mouth_colors(initial[0], initial[1], prepared.topology)
     result = train(data, config, checkpoint_dir=checkpoint_dir, progress=report, preview=preview, resume=resume,
-                   initial=initial, frozen_faces=frozen_faces_of(prepared.topology.face_part, config.frozen_parts))
+                   initial=initial, frozen_faces=prepared.topology.parts_mask(config.frozen_parts))
     held_out = bool(data.holdout_indices)
     facemesh_scores = {}
     if result.poses is not None:

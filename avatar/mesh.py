@@ -99,6 +99,15 @@ class ExtendedMeshTopology:
             raise ValueError(f"unknown mesh part {part!r}; parts are {PARTS}")
         return (self.face_part == PARTS.index(part)).nonzero().flatten()
 
+    def parts_mask(self, parts: tuple[str, ...]) -> Tensor | None:
+        """[F] bool: the triangles of `parts`; None when no part is named."""
+        if not parts:
+            return None
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown mesh parts {sorted(unknown)}; parts are {PARTS}")
+        return torch.isin(self.face_part, torch.tensor([PARTS.index(part) for part in parts]))
+
 
 class _Layout:
     """Assigns vertex ids part by part (fixed order) and collects triangles."""

@@ -360,19 +360,6 @@ def _apply_plan(params: dict[str, Tensor], optimizer: torch.optim.Adam, plan) ->
     return new_params
 
 
-def frozen_faces_of(face_part: Tensor, parts: tuple[str, ...]) -> Tensor | None:
-    """[F] bool: the triangles of `parts` given each triangle's part index [F] (`avatar.mesh.PARTS`); None when
-    no part is named."""
-    from avatar.mesh import PARTS
-
-    if not parts:
-        return None
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        raise ValueError(f"unknown mesh parts {sorted(unknown)}; parts are {PARTS}")
-    return torch.isin(face_part, torch.tensor([PARTS.index(part) for part in parts]))
-
-
 def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None = None,
           progress: ProgressCallback | None = None, preview: Callable[[dict, Tensor, int], None] | None = None,
           resume: bool = True, initial: tuple[dict[str, Tensor], Tensor] | None = None,
@@ -387,8 +374,7 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
     preview(params, parent, iteration) every `config.preview_every` iterations (for preview PNGs).
     initial: starting (params, parent) instead of `initial_gaussians` on the first training frame.
     frozen_faces: [F] bool, triangles whose Gaussians keep their values (no gradient step, never densified or
-    pruned);
-    `frozen_faces_of` gives them for `config.frozen_parts`.
+    pruned), e.g. `ExtendedMeshTopology.parts_mask(config.frozen_parts)`.
     """
     if frozen_faces is not None and tuple(frozen_faces.shape) != (int(data.faces.shape[0]),):
         raise ValueError(f"frozen_faces must be [{int(data.faces.shape[0])}], got {list(frozen_faces.shape)}")

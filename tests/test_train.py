@@ -353,8 +353,8 @@ def test_the_mouth_weight_lowers_the_error_inside_the_mouth_box():
 
 def test_frozen_faces_keep_their_gaussians_as_they_started():
     """Gaussians on frozen triangles keep every value (no step, no densification); the rest still learn."""
-    from avatar.mesh import PARTS
-    from avatar.train import frozen_faces_of, initial_gaussians_for
+    from avatar.mesh import PARTS, MeshResolution, build_topology
+    from avatar.train import initial_gaussians_for
 
     data = make_synthetic_data()
     # every Gaussian faint enough to prune: only the frozen ones must all stay
@@ -376,10 +376,12 @@ def test_frozen_faces_keep_their_gaussians_as_they_started():
                                gaussians_of(start_params, start_parent, f)["colors"]) for f in free)
     with pytest.raises(ValueError, match="frozen_faces"):
         train(data, config, frozen_faces=frozen[:-1])
+    topology = build_topology(MeshResolution())
     with pytest.raises(ValueError, match="unknown mesh parts"):
-        frozen_faces_of(torch.zeros(4, dtype=torch.long), ("teeth",))
-    assert frozen_faces_of(torch.tensor([0, PARTS.index("tongue"), 1]), ("tongue",)).tolist() == [False, True, False]
-    assert frozen_faces_of(torch.zeros(3, dtype=torch.long), ()) is None
+        topology.parts_mask(("teeth",))
+    mask = topology.parts_mask(("tongue", "eyes"))
+    assert torch.equal(mask, (topology.face_part == PARTS.index("tongue")) | (topology.face_part == PARTS.index("eyes")))
+    assert 0 < int(mask.sum()) < len(mask) and topology.parts_mask(()) is None
 
 
 def test_the_photo_preset_keeps_the_generic_tongue():
