@@ -388,23 +388,21 @@ def shapes_for_avatar(avatar, folder: str | Path | None = None) -> VisemeShapes:
 
     Shapes saved before `closed_lips` existed get them from the avatar's own training expressions
     (`Avatar.expression_coeffs`), so an avatar trained earlier shuts its lips on known p/b/m too."""
-    if folder is not None:
-        path = Path(folder) / SHAPES_FILE
-        if path.is_file():
-            try:
-                shapes = VisemeShapes.load(path, avatar.num_expressions)
-            except (ValueError, KeyError, json.JSONDecodeError):
-                shapes = None  # an outdated file: generic shapes still give a talking mouth
-            if shapes is not None:
-                coeffs = avatar.expression_coeffs.double().numpy()
-                if shapes.closed_lips is None and shapes.learned.any() and coeffs.size:
-                    from animation.mouth_opening import opening_curve
+    path = None if folder is None else Path(folder) / SHAPES_FILE
+    if path is None or not path.is_file():
+        return generic_viseme_shapes(avatar.num_expressions)
+    try:
+        shapes = VisemeShapes.load(path, avatar.num_expressions)
+    except (ValueError, KeyError, json.JSONDecodeError):
+        return generic_viseme_shapes(avatar.num_expressions)  # an outdated file: generic shapes still talk
+    if shapes.closed_lips is None and shapes.learned.any() and avatar.expression_coeffs.numel():
+        from animation.mouth_opening import opening_curve
 
-                    openings = opening_curve(coeffs, avatar.neutral.double().numpy(),
-                                             avatar.expression_basis.double().numpy())
-                    shapes.closed_lips = closed_lips(coeffs, openings, np.isfinite(coeffs).all(1))
-                return shapes
-    return generic_viseme_shapes(avatar.num_expressions)
+        coeffs = avatar.expression_coeffs.double().numpy()
+        openings = opening_curve(coeffs, avatar.neutral.double().numpy(), avatar.expression_basis.double().numpy())
+        # frames with NaN coefficients have NaN openings, which `closed_frames` leaves out
+        shapes.closed_lips = closed_lips(coeffs, openings, np.ones(len(coeffs), bool))
+    return shapes
 
 
 def extended_basis(avatar_basis: Tensor, neutral: Tensor) -> Tensor:
