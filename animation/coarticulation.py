@@ -17,7 +17,8 @@ frame centres are not lost.
 
 Three rules are then imposed, because a viewer notices them at once when they are broken:
 1. Closure: every bilabial (p b m) gets at least one frame (the one overlapping it most) with the PP weight
-   >= `closure_weight`, however short the phone.
+   >= `closure_weight`, however short the phone. With `closure_hold`, so does every frame lying mostly inside
+   it: real lips stay shut for the whole p/b/m (2-4 frames at 25 fps on the shared clips), not for one frame.
 2. Rest: in pauses of `rest_pause_s` or more, frames further than `rest_margin_s` inside the pause are pure
    silence (mouth at rest).
 3. No flicker: a class may not be the dominant one for a single frame. Such a frame is pulled towards the
@@ -79,6 +80,8 @@ class CoarticulationOptions:
     lead_s: shift all mouth shapes this much earlier than the audio (visible articulation often leads the
         sound by tens of ms; 0 by default because our measurements on the shared clips disagree on its sign).
     closure_weight: PP weight forced on one frame per bilabial.
+    closure_hold: None forces it on that one frame only; a fraction f in (0, 1] also on every frame at least f of
+        whose span lies inside the bilabial (used where the phones' timing is known, `motion_from_speech`).
     rest_pause_s / rest_margin_s: pauses at least this long are at rest this far inside their edges.
     deflicker: apply the no-single-frame-dominance rule.
     dominance: per-class overrides of `DOMINANCE`.
@@ -90,6 +93,7 @@ class CoarticulationOptions:
     shutter: float = 1.0
     lead_s: float = 0.0
     closure_weight: float = 0.95
+    closure_hold: float | None = None
     rest_pause_s: float = 0.3
     rest_margin_s: float = 0.1
     deflicker: bool = True
@@ -102,6 +106,8 @@ class CoarticulationOptions:
             raise ValueError(f"shutter must be in (0, 1], got {self.shutter}")
         if not 0.0 <= self.closure_weight <= 1.0:
             raise ValueError(f"closure_weight must be in [0, 1], got {self.closure_weight}")
+        if self.closure_hold is not None and not 0.0 < self.closure_hold <= 1.0:
+            raise ValueError(f"closure_hold must be None or in (0, 1], got {self.closure_hold}")
         if self.rounding_anticipation_s is not None and self.rounding_anticipation_s <= 0:
             raise ValueError(f"rounding_anticipation_s must be positive, got {self.rounding_anticipation_s}")
         unknown = set(self.dominance) - set(VISEMES)
@@ -179,8 +185,10 @@ def _pull_towards(row: np.ndarray, target: int, weight: float) -> np.ndarray:
     return out
 
 
-def bilabial_closure_frames(track: Sequence[VisemeSegment], fps: float, n_frames: int) -> list[int]:
-    """One frame per bilabial closure (adjacent PP targets merged): the frame overlapping it most."""
+def bilabial_closure_frames(track: Sequence[VisemeSegment], fps: float, n_frames: int,
+                            hold: float | None = None) -> list[int]:
+    """Closure frames of the bilabials (adjacent PP targets merged), sorted: per closure the frame overlapping it
+    most and, with `hold` = f, every frame at least f of whose span lies inside it."""
     frames: list[int] = []
     spans: list[list[float]] = []
     for seg in track:
@@ -198,7 +206,9 @@ def bilabial_closure_frames(track: Sequence[VisemeSegment], fps: float, n_frames
         candidates = np.arange(first, last + 1)
         overlap = np.minimum(end, (candidates + 1) / fps) - np.maximum(start, candidates / fps)
         frames.append(int(candidates[np.argmax(overlap)]))
-    return frames
+        if hold is not None:
+            frames += candidates[overlap * fps >= hold - 1e-9].tolist()
+    return sorted(set(frames))
 
 
 def _apply_rest(weights: np.ndarray, track: Sequence[VisemeSegment], fps: float,
@@ -269,7 +279,7 @@ def viseme_weights(phones: Sequence[Segment], phone_set: PhoneSet, fps: float, n
     track = filled_track(phones, phone_set, n_frames / float(fps))
     weights = dominance_blend(track, fps, n_frames, options)
     _apply_rest(weights, track, fps, options)
-    closures = bilabial_closure_frames(track, fps, n_frames)
+    closures = bilabial_closure_frames(track, fps, n_frames, options.closure_hold)
     for frame in closures:
         weights[frame] = _pull_towards(weights[frame], VISEME_INDEX[BILABIAL_CLASS], options.closure_weight)
     if options.deflicker:

@@ -6,8 +6,10 @@
 - `lip_landmark_distance` (LMD): each rendered frame's landmarks are aligned to the real frame's by a
   similarity transform fitted on stable points (eye corners, nose bridge, forehead), then the mean distance
   of the 40 lip landmarks is taken, in % of the real inter-ocular distance, averaged over frames.
-- `bilabial_minima`: the smallest opening at each p, b and m of timed speech, to tell whether the lips shut
-  (`CLOSED_LIPS`); for speech whose phones are known (TTS), where no real video says how the mouth moved.
+- `bilabial_minima` / `bilabial_shut_frames`: the smallest opening at each p, b and m of timed speech and how
+  many frames read shut there (`CLOSED_LIPS`), to tell whether and for how long the lips shut; for speech whose
+  phones are known (TTS), where no real video says how the mouth moved. `shut_run_lengths` gives the real video's
+  closures to compare with.
 - `lipsync_tail_motion` / `render_lipsync_tail`: the held-out tail of a training video driven by its audio
   alone (phones recognised from that audio; head poses from tracking), for `python app.py eval` and
   `bench.lipsync`.
@@ -44,23 +46,48 @@ def mouth_open_curve(landmarks: np.ndarray) -> np.ndarray:
     return gap / eyes
 
 
+def _bilabial_windows(openings: np.ndarray, phones, phone_set: str, fps: float, reach: int) -> list[np.ndarray]:
+    """The openings over each p/b/m phone's frames and `reach` frames either side, in the phones' order."""
+    from animation.visemes import BILABIAL_CLASS, viseme_class_of
+
+    if openings.ndim != 1 or not fps > 0 or reach < 0:
+        raise ValueError(f"need openings [T], fps > 0 and reach >= 0; got {openings.shape}, {fps}, {reach}")
+    windows = []
+    for phone in phones:
+        if viseme_class_of(phone.label, phone_set) == BILABIAL_CLASS:
+            first = max(0, int(np.floor(phone.start_s * fps)) - reach)
+            windows.append(openings[first:min(len(openings), int(np.ceil(phone.end_s * fps)) + reach)])
+    return windows
+
+
 def bilabial_minima(openings: np.ndarray, phones, phone_set: str, fps: float, reach: int = 1) -> np.ndarray:
     """The smallest finite opening over each p/b/m phone's frames and `reach` frames either side -> [P] (NaN where
     none is finite), in the phones' order. openings: [T] per video frame, frame 0 at the phones' time 0."""
-    from animation.visemes import BILABIAL_CLASS, viseme_class_of
-
-    openings = np.asarray(openings, np.float64)
-    if openings.ndim != 1 or not fps > 0 or reach < 0:
-        raise ValueError(f"need openings [T], fps > 0 and reach >= 0; got {openings.shape}, {fps}, {reach}")
     minima = []
-    for phone in phones:
-        if viseme_class_of(phone.label, phone_set) != BILABIAL_CLASS:
-            continue
-        first = max(0, int(np.floor(phone.start_s * fps)) - reach)
-        stop = min(len(openings), int(np.ceil(phone.end_s * fps)) + reach)
-        values = openings[first:stop][np.isfinite(openings[first:stop])]
+    for window in _bilabial_windows(np.asarray(openings, np.float64), phones, phone_set, fps, reach):
+        values = window[np.isfinite(window)]
         minima.append(float(values.min()) if values.size else float("nan"))
     return np.array(minima)
+
+
+def bilabial_shut_frames(openings: np.ndarray, phones, phone_set: str, fps: float, reach: int = 1,
+                         closed: float = CLOSED_LIPS) -> np.ndarray:
+    """How many frames read shut (opening <= `closed`) over each p/b/m phone's frames and `reach` frames either
+    side -> [P] ints, in the phones' order. openings: [T] per video frame, frame 0 at the phones' time 0."""
+    windows = _bilabial_windows(np.asarray(openings, np.float64), phones, phone_set, fps, reach)
+    return np.array([int(np.count_nonzero(window <= closed)) for window in windows], dtype=np.int64)
+
+
+def shut_run_lengths(openings: np.ndarray, closed: float = CLOSED_LIPS, longest: int | None = None) -> np.ndarray:
+    """Lengths of the runs of consecutive frames read shut (opening <= `closed`; NaN ends a run) -> [R] ints;
+    with `longest`, only runs up to that many frames (closures in speech rather than the mouth shut in a pause)."""
+    openings = np.asarray(openings, np.float64)
+    if openings.ndim != 1:
+        raise ValueError(f"openings must be [T], got {openings.shape}")
+    shut = np.concatenate([[0], (openings <= closed).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(shut))
+    lengths = edges[1::2] - edges[0::2]
+    return lengths if longest is None else lengths[lengths <= longest]
 
 
 def open_correlation(a: np.ndarray, b: np.ndarray) -> float:

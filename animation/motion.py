@@ -38,7 +38,9 @@ class MotionOptions:
     fps: frame rate (None = the avatar's); head_motion: scale of idle head motion and nods (0 = none);
     expression: scale of mouth shapes and emotion around the rest face (1 = as learned); still: no head motion
     at all (blinks stay); emotion: one of `EMOTIONS`; blinks_per_minute: 0 disables blinks; seed: picks the
-    stretch of the pose track and the blink times.
+    stretch of the pose track and the blink times; closure_hold: where the phones are known (`phones_are_known`)
+    the lips stay shut on every frame at least this fraction of which lies inside a p, b or m (None: on one frame
+    per p/b/m only; `animation.coarticulation.CoarticulationOptions`).
     """
 
     fps: float | None = None
@@ -49,6 +51,7 @@ class MotionOptions:
     blinks_per_minute: float = 17.0
     nods: bool = True
     seed: int = 0
+    closure_hold: float | None = 0.5
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 1 <= self.fps <= 60:
@@ -61,6 +64,8 @@ class MotionOptions:
             raise ValueError(f"unknown emotion {self.emotion!r}; choose one of {', '.join(EMOTIONS)}")
         if not 0 <= self.blinks_per_minute <= 60:
             raise ValueError(f"blinks per minute must be between 0 and 60, got {self.blinks_per_minute}")
+        if self.closure_hold is not None and not 0 < self.closure_hold <= 1:
+            raise ValueError(f"closure hold must be None or in (0, 1], got {self.closure_hold}")
 
 
 @dataclass
@@ -171,7 +176,7 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     mouth_delay_frames: None for new speech; the model's `recording_delay_frames` when replaying the
     avatar's own recording (its audio/video offset then applies to the replayed audio too).
     """
-    from animation.coarticulation import viseme_weights
+    from animation.coarticulation import CoarticulationOptions, viseme_weights
     from animation.loudness import frame_rms, loudness_gain, mouth_openness
 
     options = options or MotionOptions()
@@ -180,17 +185,22 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     shapes = shapes or generic_viseme_shapes(avatar.num_expressions)
     if shapes.num_coeffs != avatar.num_expressions:
         raise ValueError(f"viseme shapes have {shapes.num_coeffs} coefficients, avatar {avatar.num_expressions}")
-    if phones_are_known(speech):  # a known p, b or m shuts the lips (`VisemeShapes.for_known_phones`)
+    weights = viseme_weights(speech.phones, speech.phone_set, fps, n)  # [T, 15], as the audio model was fitted on
+    phone_weights = weights  # [T, 15] for the phone-based mouth
+    if phones_are_known(speech):  # a known p, b or m shuts the lips (`VisemeShapes.for_known_phones`) throughout
         shapes = shapes.for_known_phones()
-    weights = viseme_weights(speech.phones, speech.phone_set, fps, n)  # [T, 15]
-    openness = mouth_openness(weights, speech.waveform, speech.sample_rate, fps)
+        if options.closure_hold is not None:
+            phone_weights = viseme_weights(speech.phones, speech.phone_set, fps, n,
+                                           CoarticulationOptions(closure_hold=options.closure_hold))
+    openness = mouth_openness(phone_weights, speech.waveform, speech.sample_rate, fps)
     gain = loudness_gain(frame_rms(speech.waveform, speech.sample_rate, fps, n))
-    coeffs, generic = shapes.speak(weights, gain)  # loudness-modulated phone-based mouth
+    coeffs, generic = shapes.speak(phone_weights, gain)  # loudness-modulated phone-based mouth
     silence = VISEMES.index(SILENCE)
     rest_coeffs, rest_generic = shapes.coeffs[silence], shapes.generic[silence]
     mouth_source = "visemes"
     if mouth is not None and abs(mouth.facts.fps - fps) < 1e-6:
-        coeffs, generic = _mouth_from_audio(mouth, speech, weights, coeffs, generic, n, mouth_delay_frames)
+        coeffs, generic = _mouth_from_audio(mouth, speech, weights, phone_weights, coeffs, generic, n,
+                                            mouth_delay_frames)
         mouth_source = "audio model"
     coeffs = rest_coeffs + (coeffs - rest_coeffs) * options.expression
     generic = rest_generic + (generic - rest_generic) * options.expression
@@ -247,11 +257,14 @@ def phones_are_known(speech) -> bool:
     return speech.source.split("+")[0] in KNOWN_PHONE_SOURCES
 
 
-def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coeffs: np.ndarray,
-                      phone_generic: np.ndarray, n: int, delay_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_weights: np.ndarray,
+                      phone_coeffs: np.ndarray, phone_generic: np.ndarray, n: int,
+                      delay_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The audio model's coefficients mixed with the phone-based mouth -> (coeffs [T, K], generic [T, G]).
 
-    weights: [T, 15] viseme weights; phone_coeffs [T, K] / phone_generic [T, G]: the phone-based mouth. The mix
+    weights: [T, 15] viseme weights as the model was fitted on; phone_weights [T, 15]: those of the phone-based
+    mouth (longer p/b/m closures where the phones are known); phone_coeffs [T, K] / phone_generic [T, G]: the
+    phone-based mouth. The mix
     (`animation.mouth_model.blend_with_phones`, its share chosen by cross-validation at fitting) also hands the
     p/b/m closures to the phones when they are known (`phones_are_known`). When replaying a recording whose video
     leads its audio, the phone track is moved by that recording's phone shift (`MouthModelFacts.phone_shift`).
@@ -259,7 +272,7 @@ def _mouth_from_audio(mouth: MouthModel, speech, weights: np.ndarray, phone_coef
     predicted = mouth.predict(speech.waveform, speech.sample_rate, n, weights, delay_frames)
     shift = mouth.facts.phone_shift(delay_frames)
     index = np.clip(np.arange(n) + shift, 0, n - 1)
-    closure = weights[index, VISEME_INDEX[BILABIAL_CLASS]]  # [T]
+    closure = phone_weights[index, VISEME_INDEX[BILABIAL_CLASS]]  # [T]
     # Pauses of synthetic speech are digital silence, far below any recording's noise floor the model was fitted
     # on, so it extrapolates there (it opened the mouth in Piper's pauses): hand such frames to the phones too.
     silence = digital_silence(speech.waveform, speech.sample_rate, mouth.facts.fps, n)  # [T]

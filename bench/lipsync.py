@@ -147,27 +147,34 @@ def piper_closures(avatar, shapes, mouth, real_frames: np.ndarray) -> dict:
     mode's tracking carries a shut mouth over from frame to frame and misses short openings and closures).
     real_frames: [T, H, W, 3] training frames of the person, read the same way for reference.
     -> {"piper_bilabials", "piper_closed_pct" (bilabials whose smallest opening is <= CLOSED_LIPS),
-        "piper_bilabial_open" (their median smallest opening), "piper_open_q90", "real_open_q90" (the openings'
-        90th percentiles: the sentences are full of closures, so a median would compare unlike speech)}."""
-    from animation.lipsync_metrics import CLOSED_LIPS, bilabial_minima, mouth_open_curve
+        "piper_bilabial_open" (their median smallest opening), "piper_shut_frames" (mean frames read shut over a
+        p/b/m's frames +-1), "real_shut_run" (median length of the real frames' shut runs of up to 6 frames, the
+        closures of speech), "piper_open_q90", "real_open_q90" (the openings' 90th percentiles: the sentences are
+        full of closures, so a median would compare unlike speech)}."""
+    from animation.lipsync_metrics import (CLOSED_LIPS, bilabial_minima, bilabial_shut_frames, mouth_open_curve,
+                                           shut_run_lengths)
     from animation.motion import MotionOptions, motion_from_speech
     from audio.tts import PiperEngine
     from avatar.tracking import track_frames
     from render.pipeline import BackgroundSpec, RenderOptions, render_frames
 
-    engine, minima, openings = PiperEngine(), [], []
+    engine, minima, shut, openings = PiperEngine(), [], [], []
     for sentence in PIPER_CLOSURE_SENTENCES:
         speech = engine.synthesize(sentence)
         motion = motion_from_speech(speech, avatar, MotionOptions(fps=avatar.fps, seed=0), shapes, mouth=mouth)
         frames = np.concatenate(list(render_frames(avatar, motion, BackgroundSpec("plate"), RenderOptions())))
         opening = mouth_open_curve(track_frames(list(frames), static=True).landmarks)
         minima.append(bilabial_minima(opening, speech.phones, speech.phone_set, avatar.fps))
+        shut.append(bilabial_shut_frames(opening, speech.phones, speech.phone_set, avatar.fps))
         openings.append(opening)
-    minima, openings = np.concatenate(minima), np.concatenate(openings)
+    minima, shut, openings = np.concatenate(minima), np.concatenate(shut), np.concatenate(openings)
     real = mouth_open_curve(track_frames(list(real_frames), static=True).landmarks)
+    real_runs = shut_run_lengths(real, longest=6)
     return {"piper_bilabials": int(len(minima)),
             "piper_closed_pct": round(100.0 * float(np.mean(minima <= CLOSED_LIPS)), 1),
             "piper_bilabial_open": round(float(np.nanmedian(minima)), 4),
+            "piper_shut_frames": round(float(np.mean(shut)), 2),
+            "real_shut_run": float(np.median(real_runs)) if real_runs.size else None,
             "piper_open_q90": round(float(np.nanpercentile(openings, 90)), 4),
             "real_open_q90": round(float(np.nanpercentile(real, 90)), 4)}
 
@@ -188,7 +195,8 @@ def main() -> None:
         print(json.dumps(runs[-1]), flush=True)
     columns = ["video", "open_r", "open_r_90", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones",
                "open_r_generic", "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "phone_shift",
-               "piper_closed_pct", "piper_bilabial_open", "piper_open_q90", "real_open_q90", "minutes"]
+               "piper_closed_pct", "piper_bilabial_open", "piper_shut_frames", "real_shut_run", "piper_open_q90",
+               "real_open_q90", "minutes"]
     shown = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()} for run in runs]
     for row, run in zip(shown, runs):  # the interval as "low-high"
         interval = run.get("open_r_interval")

@@ -99,6 +99,35 @@ def test_closure_even_between_two_close_bilabials() -> None:
         assert max(weights[t, PP] for t in frames) >= 0.9
 
 
+
+@pytest.mark.parametrize("hold", [0.5, 0.8])
+def test_closure_hold_shuts_every_frame_mostly_inside_a_bilabial(hold: float) -> None:
+    """With `closure_hold` the lips stay shut through a long p/b/m, not for one frame; the rules still hold."""
+    rng = np.random.default_rng(int(hold * 10))
+    options = CoarticulationOptions(closure_hold=hold)
+    held = 0
+    for _ in range(60):
+        phones = random_phones(rng, "arpabet", int(rng.integers(2, 20)))
+        fps = 25.0
+        weights = viseme_weights(phones, "arpabet", fps, n_frames_for(phones, fps), options)
+        assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-9)
+        assert flicker_frames(weights, phones, "arpabet", fps) == []
+        for p in phones:
+            if viseme_class_of(p.label, "arpabet") != "PP":
+                continue
+            for t in range(len(weights)):
+                inside = min(p.end_s, (t + 1) / fps) - max(p.start_s, t / fps)
+                if inside * fps >= hold:
+                    assert weights[t, PP] >= 0.95 - 1e-9, (p, t, weights[t, PP])
+                    held += 1
+    assert held > 50
+    # a 120 ms "P" over three whole frames: all three shut with the hold, one without it
+    phones = seq([("AA1", 0.2), ("P", 0.12), ("AA1", 0.2)], start=0.2)
+    inside = [10, 11, 12]  # 0.40-0.52 s at 25 fps
+    assert viseme_weights(phones, "arpabet", 25.0, 25, options)[inside, PP].min() >= 0.95 - 1e-9
+    assert (viseme_weights(phones, "arpabet", 25.0, 25)[inside, PP] >= 0.95 - 1e-9).sum() == 1
+
+
 def _weight_before(vowel: str, frames_before: int) -> float:
     """Weight of the vowel's class `frames_before` frames before the frame holding its start."""
     fps = 25.0
@@ -169,6 +198,8 @@ def test_empty_and_edge_inputs() -> None:
 def test_bad_options_and_arguments() -> None:
     with pytest.raises(ValueError, match="closure_weight"):
         CoarticulationOptions(closure_weight=1.5)
+    with pytest.raises(ValueError, match="closure_hold"):
+        CoarticulationOptions(closure_hold=0.0)
     with pytest.raises(ValueError, match="unknown visemes"):
         CoarticulationOptions(dominance={"XX": Dominance(1.0, 0.05, 0.05)})
     with pytest.raises(ValueError, match="fps"):

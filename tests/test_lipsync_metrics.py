@@ -112,3 +112,29 @@ def test_bilabial_minima_take_each_p_b_m_and_its_neighbouring_frames():
     assert bilabial_minima(openings, phones[:1], "arpabet", fps).shape == (0,)
     with pytest.raises(ValueError):
         bilabial_minima(openings[:, None], phones, "arpabet", fps)
+
+
+def test_shut_frames_count_the_closure_at_each_bilabial_and_runs_in_real_video():
+    from animation.lipsync_metrics import bilabial_shut_frames, shut_run_lengths
+    from audio.speech import Segment
+
+    fps = 25.0
+    openings = np.full(50, 0.1)
+    openings[[9, 10, 11]] = 0.01  # "M" (frames 10-11) shut for three frames, one of them just before it
+    openings[13] = 0.0  # outside the "M"'s window (frames 9-12)
+    openings[[40, 41]] = [0.03, np.nan]  # "B" never shut: 0.03 > 0.02, NaN is not shut
+    phones = [Segment("sil", 0.0, 0.4), Segment("M", 0.4, 0.48), Segment("AA", 0.48, 1.6), Segment("B", 1.6, 1.68),
+              Segment("sil", 1.68, 2.0)]
+    np.testing.assert_array_equal(bilabial_shut_frames(openings, phones, "arpabet", fps), [3, 0])
+    np.testing.assert_array_equal(bilabial_shut_frames(openings, phones, "arpabet", fps, reach=0), [2, 0])
+    np.testing.assert_array_equal(bilabial_shut_frames(openings, phones, "arpabet", fps, closed=0.05), [3, 1])
+
+    runs = np.full(30, 0.1)
+    runs[0:2] = 0.0  # a run at the start
+    runs[5:8] = 0.01
+    runs[10:22] = 0.0  # a pause
+    runs[23] = np.nan
+    runs[29] = 0.02  # a run at the end (0.02 counts as shut)
+    np.testing.assert_array_equal(shut_run_lengths(runs), [2, 3, 12, 1])
+    np.testing.assert_array_equal(shut_run_lengths(runs, longest=6), [2, 3, 1])
+    assert shut_run_lengths(np.full(5, 0.1)).shape == (0,)

@@ -312,6 +312,28 @@ def test_closures_go_to_the_phones_only_when_the_phones_are_known(avatar, source
     np.testing.assert_allclose(motion.coeffs[int(0.9 * 25)], c0, atol=1e-9)
 
 
+
+@pytest.mark.parametrize("hold, shut_frames", [(0.5, 3), (None, 1)])
+def test_known_bilabials_keep_the_lips_shut_through_the_phone(avatar, hold, shut_frames):
+    """A 120 ms "P" (three whole frames at 25 fps) spoken by Piper: with the default closure hold all three frames
+    take the shut phone-based mouth; with `closure_hold=None` only one does."""
+    from animation.mouth_model import MouthModel, MouthModelFacts
+
+    k = avatar.num_expressions
+    c0 = np.linspace(0.5, 1.0, k)
+    facts = MouthModelFacts(fps=25.0, num_coeffs=k, num_bands=8, offsets=[0], viseme_offsets=[], ridge_lambda=1.0,
+                            audio_share=1.0, recording_delay_frames=1, speech_delay_frames=1, training_frames=400,
+                            cv_open_r=0.5)
+    model = MouthModel(facts, np.zeros(9), np.ones(9), np.zeros((9, k)), c0, np.full(k, -10.0), np.full(k, 10.0))
+    phones = [("sil", 0.0, 0.3), ("AA", 0.3, 0.6), ("P", 0.6, 0.72), ("AA", 0.72, 1.0), ("sil", 1.0, 1.2)]
+    options = MotionOptions(fps=25, blinks_per_minute=0, closure_hold=hold)
+    motion = motion_from_speech(_speech(phones, 1.2, source="piper"), avatar, options, mouth=model)
+    share = np.abs(motion.coeffs[[15, 16, 17]]).max(axis=1) / c0.max()  # 0 = the shut mouth, 1 = the model's c0
+    assert (share < 0.1).sum() == shut_frames, share
+    with pytest.raises(ValueError, match="closure hold"):
+        MotionOptions(closure_hold=1.5)
+
+
 def test_motion_from_expressions_plays_the_given_poses_and_coefficients_only() -> None:
     rng = np.random.default_rng(4)
     rotations, translations, coeffs = rng.normal(size=(6, 3)) * 0.1, rng.normal(size=(6, 3)), rng.normal(size=(6, 5))
