@@ -16,7 +16,7 @@ import uuid
 from contextlib import closing
 from pathlib import Path
 
-from avatar.library import avatar_path, avatars_dir, list_avatars, validate_name
+from avatar.library import avatar_path, avatars_dir, check_upload, list_avatars, validate_name
 
 MAX_VOICE_BYTES = 20_000_000
 SCHEMA = """
@@ -93,12 +93,7 @@ class Catalog:
         name = validate_name(name)
         if name == "joe":
             raise ValueError("'joe' is the built-in voice; choose another name")
-        source = Path(source)
-        if not source.is_file():
-            raise FileNotFoundError(f"no such file: {source}")
-        if source.stat().st_size > MAX_VOICE_BYTES:
-            raise ValueError(f"{source.name} is {source.stat().st_size / 1e6:.1f} MB; reference clips are limited "
-                             f"to {MAX_VOICE_BYTES / 1e6:.0f} MB")
+        source = check_upload(source, MAX_VOICE_BYTES, "reference clips")
         profile = voice.add_voice(source, name, engine=engine, home=self.home, progress=progress)
         path = voice.voice_path(name, self.home) / "reference.wav"
         self._write("INSERT OR REPLACE INTO voices VALUES (?, ?, ?)", (name, str(path), time.time()))

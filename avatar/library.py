@@ -60,8 +60,9 @@ def validate_name(name: str) -> str:
     return stripped
 
 
-def check_upload(path: str | Path, max_bytes: int) -> Path:
-    """An uploaded file that exists, is not empty and is at most `max_bytes` -> its Path (else a clear error)."""
+def check_upload(path: str | Path, max_bytes: int, kind: str = "uploads") -> Path:
+    """An uploaded file that exists, is not empty and is at most `max_bytes` -> its Path (else a clear error that
+    names the `kind` of upload, plural, e.g. "reference clips")."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
@@ -69,7 +70,7 @@ def check_upload(path: str | Path, max_bytes: int) -> Path:
     if size == 0:
         raise ValueError(f"{path.name} is empty")
     if size > max_bytes:
-        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; uploads are limited to {max_bytes / 1e6:.0f} MB")
+        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; {kind} are limited to {max_bytes / 1e6:.0f} MB")
     return path
 
 

@@ -81,12 +81,9 @@ def load_background_image(path: str | Path, width: int, height: int) -> np.ndarr
     """Read an uploaded picture -> uint8 [H, W, 3] RGB filling the frame (centre crop), with clear errors."""
     import cv2
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"background image not found: {path}")
-    if path.stat().st_size > MAX_IMAGE_BYTES:
-        raise ValueError(f"background image is {path.stat().st_size / 1e6:.1f} MB; the limit is "
-                         f"{MAX_IMAGE_BYTES / 1e6:.0f} MB")
+    from avatar.library import check_upload
+
+    path = check_upload(path, MAX_IMAGE_BYTES, "background images")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{path.name} is not an image this build can read (use PNG, JPEG or WebP)")

@@ -49,6 +49,11 @@ def test_backgrounds(tmp_path):
     (tmp_path / "text.png").write_text("not a picture")
     with pytest.raises(ValueError, match="not an image"):
         background_image(BackgroundSpec("image", image=str(tmp_path / "text.png")), plate, 24, 24)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.png is empty"):
+        background_image(BackgroundSpec("image", image=str(tmp_path / "empty.png")), plate, 24, 24)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        background_image(BackgroundSpec("image", image=str(tmp_path / "missing.png")), plate, 24, 24)
     with pytest.raises(ValueError, match="#rrggbb"):
         parse_color("red")
     with pytest.raises(ValueError, match="unknown background"):
