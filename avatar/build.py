@@ -22,16 +22,13 @@ from torch import Tensor
 
 from avatar.evaluate import evaluate_frames, head_box, mouth_box, save_curves, save_side_by_side
 from avatar.model import Avatar
+from avatar.mouth_interior import blend_weights, generic_mouth_colors, reset_unseen_mouth
 from avatar.pose_refine import PoseTrack, refine_poses
 from avatar.rig import Intrinsics
 from avatar.train import (TrainConfig, TrainingData, TrainResult, initial_gaussians_for, split_frames,
                           tail_frame_count, train, with_poses)
 
 ProgressCallback = Callable[[str, float, dict], None]
-# Generic colours of the mouth interior (linear RGB), used where the clip never shows it (a photo, a closed
-# mouth): training replaces them wherever the mouth opens on camera.
-GENERIC_PART_COLORS = {"upper_teeth": (0.92, 0.90, 0.85), "lower_teeth": (0.90, 0.88, 0.82),
-                       "tongue": (0.70, 0.33, 0.33), "mouth_cavity": (0.12, 0.04, 0.04)}
 PREVIEW_FRAMES = 3
 # held-out frames are refined once, from the FaceMesh pose, so they get more steps than a training pass
 HELD_OUT_STEPS_FACTOR = 2
@@ -150,15 +147,6 @@ def _rig_excludes(clip, holdout_indices: list[int]) -> bool:
     return bool(held[holdout_indices].all())
 
 
-def _generic_mouth_colors(params: dict[str, Tensor], parent: Tensor, topology) -> None:
-    from avatar.mesh import PARTS
-
-    face_part = topology.face_part[parent]
-    for part, color in GENERIC_PART_COLORS.items():
-        rows = face_part == PARTS.index(part)
-        params["colors"][rows] = torch.tensor(color)
-
-
 def _preview_indices(prepared: PreparedClip) -> list[int]:
     pool = prepared.data.holdout_indices or prepared.data.train_indices
     picks = np.linspace(0, len(pool) - 1, min(PREVIEW_FRAMES, len(pool))).round().astype(int)
@@ -195,13 +183,19 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
             progress(stage, fraction, {**info, **latest})
 
     initial = initial_gaussians_for(data, config)
-    _generic_mouth_colors(initial[0], initial[1], prepared.topology)
+    generic_mouth_colors(initial[0], initial[1], prepared.topology)
     result = train(data, config, checkpoint_dir=checkpoint_dir, progress=report, preview=preview, resume=resume,
                    initial=initial, frozen_faces=prepared.topology.parts_mask(config.frozen_parts))
     held_out = bool(data.holdout_indices)
-    facemesh_scores = {}
+    facemesh_scores, reset = {}, {}
     if result.poses is not None:
         data = with_poses(data, result.poses)
+    if config.unseen_mouth_pixels > 0:
+        shown = blend_weights(result.params, result.parent, data, data.train_indices, config.backend)
+        params, reset["unseen_mouth_reset"] = reset_unseen_mouth(result.params, result.parent, prepared.topology,
+                                                                 shown, config.unseen_mouth_pixels)
+        result = replace(result, params=params)
+    if result.poses is not None:
         if held_out:
             # held-out frames are tracked like the training frames were: FaceMesh, then their head poses refined
             # against the finished avatar (its Gaussians never see these pictures); the FaceMesh-only score is kept
@@ -226,6 +220,7 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
     else:
         metrics = {"fit_psnr_training_frame": scored.psnr_db, "fit_ssim_training_frame": scored.ssim,
                    "render_fps": scored.render_fps, "held_out_frames": 0}
+    metrics.update(reset)
     curves_path = save_curves(result.history, work_dir / "curves.png", scored.psnr_db if held_out else None)
     report("evaluating", 1.0, {"iteration": result.iterations})
     return result, metrics, {"preview.png": preview_path, "curves.png": curves_path}

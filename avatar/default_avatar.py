@@ -15,7 +15,7 @@ from typing import Callable
 
 DEFAULT_NAME = "astronaut"
 # training settings (`avatar.train.TrainConfig`) the cached default avatar must have been built with
-RECIPE = {"frozen_parts": ["tongue"]}
+RECIPE = {"frozen_parts": ["tongue"], "unseen_mouth_pixels": 1.0}
 _BUILD_LOCK = threading.Lock()
 
 

@@ -25,7 +25,10 @@ def photo_config(**overrides) -> TrainConfig:
                     pose_refine_at=(),  # one picture: the Gaussians fit its pose as it is, nothing to register
                     # a portrait shows no tongue: it keeps the generic one (fitted to the teeth between the
                     # lips, the astronaut's opened as speckles of red, green and blue when the jaw dropped)
-                    frozen_parts=("tongue",))
+                    frozen_parts=("tongue",),
+                    # nor most of the teeth and the cavity: what it hides gets generic colours back (cyan and
+                    # orange glints at the teeth's ends, green and red in the cavity otherwise)
+                    unseen_mouth_pixels=1.0)
     return preset("fast", **{**settings, **overrides})
 
 

@@ -75,6 +75,9 @@ class TrainConfig:
     # (a photo's tongue: fitted to the few teeth pixels between its lips, it opened as speckles of red, green
     # and blue once the jaw dropped)
     frozen_parts: tuple[str, ...] = ()
+    # after training, mouth-inside Gaussians shown less than this many pixels over the training frames take their
+    # generic colours back (`avatar.mouth_interior`; 0 = off): a photo's teeth and cavity, speckled otherwise
+    unseen_mouth_pixels: float = 0.0
     position_threshold: float = 1.0  # free radius of a Gaussian around its triangle, in triangle sizes
     position_weight: float = 1.0
     max_log_scale: float = math.log(1.5)  # largest free local scale (triangle sizes)
@@ -106,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"plate_fraction must be in [0, 1], got {self.plate_fraction}")
         self.pose_refine_at = tuple(float(f) for f in self.pose_refine_at)  # JSON gives a list
         self.frozen_parts = tuple(str(part) for part in self.frozen_parts)
+        if not self.unseen_mouth_pixels >= 0.0:
+            raise ValueError(f"unseen_mouth_pixels must be >= 0, got {self.unseen_mouth_pixels}")
         if any(not 0.0 <= f < 1.0 for f in self.pose_refine_at) or list(self.pose_refine_at) != sorted(self.pose_refine_at):
             raise ValueError(f"pose_refine_at must be increasing fractions in [0, 1), got {self.pose_refine_at}")
 

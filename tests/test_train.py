@@ -243,6 +243,7 @@ def test_photo_avatar_fits_one_frame_and_says_nothing_was_held_out(tmp_path):
     avatar = Avatar.load(tmp_path / "astronaut")
     assert avatar.metrics["held_out_frames"] == 0 and "psnr" not in avatar.metrics
     assert avatar.metrics["fit_psnr_training_frame"] > 18
+    assert avatar.metrics["unseen_mouth_reset"] > 0  # a portrait hides most of the mouth's inside
     assert avatar.stats["kind"] == "photo" and avatar.rotations.shape[0] == 1
 
 
@@ -389,8 +390,10 @@ def test_the_photo_preset_keeps_the_generic_tongue():
     from avatar.train import TrainConfig
 
     config = photo_config()
-    assert config.frozen_parts == ("tongue",)
+    assert config.frozen_parts == ("tongue",) and config.unseen_mouth_pixels == 1.0
     assert TrainConfig.from_dict(config.to_dict()).frozen_parts == ("tongue",)
+    with pytest.raises(ValueError, match="unseen_mouth_pixels"):
+        TrainConfig(unseen_mouth_pixels=-1.0)
 
 
 def test_a_default_avatar_of_an_older_recipe_is_not_current(tmp_path):
