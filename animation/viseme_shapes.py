@@ -135,7 +135,9 @@ def generic_viseme_table() -> np.ndarray:
     out[:, 0] = table[:, 0]
     out[:, 1] = 2.0 * (table[:, 1] - 0.5)
     out[:, 2] = table[:, 2]
-    out[:, 3] = table[:, 3]
+    # every viseme presses the lips together first and lets the jaw alone open them: a face whose neutral mouth is
+    # open (a portrait's toothy smile) would otherwise add that gap to every sound
+    out[:, 3] = 1.0
     return out
 
 

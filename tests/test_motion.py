@@ -121,6 +121,32 @@ def test_generic_shapes_move_the_right_landmarks(avatar):
     assert float(shapes[:, 10].norm(dim=-1).max()) < 1e-4
 
 
+
+def test_generic_visemes_open_as_wide_whatever_the_neutral_mouth(avatar):
+    """A portrait smiling with parted lips: every generic viseme first presses the lips, so the jaw alone sets the
+    gap and "aa" opens as wide as on a closed-mouth face, not that plus the smile's own gap."""
+    from animation.viseme_shapes import LOWER_INNER_LIP, UPPER_INNER_LIP, generic_viseme_table
+    from avatar.mesh import head_axes
+
+    closed = avatar.neutral.clone()
+    up = head_axes(closed)[1][:, 1]
+    for upper, lower in zip(UPPER_INNER_LIP, LOWER_INNER_LIP):  # lips meeting at their mid-line
+        middle = 0.5 * float((closed[upper] + closed[lower]) @ up)
+        closed[upper] += up * (middle - float(closed[upper] @ up))
+        closed[lower] += up * (middle - float(closed[lower] @ up))
+    smiling = closed.clone()
+    unit = float(head_axes(closed)[2])
+    smiling[list(UPPER_INNER_LIP)] += up * 0.05 * unit  # parted by a tenth of the eye distance
+    smiling[list(LOWER_INNER_LIP)] -= up * 0.05 * unit
+    table = torch.from_numpy(generic_viseme_table()).float()  # [15, G]
+    def gap(neutral, viseme):
+        moved = neutral + torch.einsum("g,gvc->vc", table[VISEME_INDEX[viseme]], generic_shapes(neutral))
+        return float((moved[13] - moved[14]) @ up) / unit
+    assert gap(smiling, "sil") == pytest.approx(0.0, abs=1e-4)
+    for viseme in ("aa", "E", "oh", "kk", "SS"):
+        assert gap(smiling, viseme) == pytest.approx(gap(closed, viseme), abs=0.01), viseme
+    assert gap(smiling, "aa") > gap(smiling, "E") > gap(smiling, "ih") > 0.03
+
 def _planted_clip(shift: int = 0):
     """Alternating "sil" / AA / UW phones and a video whose expression is a known vector per viseme, the mouth at
     frame t showing the phone at frame t + shift (a recording whose audio trails its picture) -> (phones,
