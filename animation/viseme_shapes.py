@@ -42,6 +42,15 @@ CHEEKS = (50, 280)
 # (upper lid, lower lid) pairs of both eyes.
 EYELID_PAIRS = ((159, 145), (158, 153), (160, 144), (157, 154), (161, 163), (246, 7),
                 (386, 374), (385, 380), (387, 373), (384, 381), (388, 390), (466, 249))
+# Above each upper-lid point of EYELID_PAIRS, the next two rings of the lid's skin towards the brow (about 0.05 and
+# 0.07 eye distances higher), and points on the brows, which stay put in a blink.
+UPPER_LID_RINGS = ((27, 223), (28, 222), (29, 224), (56, 221), (30, 225), (247, 113),
+                   (257, 443), (258, 442), (259, 444), (286, 441), (260, 445), (467, 342))
+BROWS = (70, 63, 105, 66, 107, 300, 293, 334, 296, 336)
+# In a blink the lid's skin unfolds evenly between the lid margin and the brow: the rings move these fractions of
+# the margin's drop. Moving the margin alone stretched its one row of triangles about 4x, and the stretched
+# Gaussians let the eye show through the closed lid.
+LID_RING_FOLLOW = (0.6, 0.4)
 # Generic amplitudes in outer-eye distances (about 9 cm on an adult).
 JAW_DROP = 0.26
 SPREAD = 0.06
@@ -58,17 +67,21 @@ def _head_frame(neutral: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return origin, axes, unit
 
 
-def _spread(points: Tensor, anchors: list[int], moves: Tensor, sigma: float) -> Tensor:
+def _spread(points: Tensor, anchors: list[int], moves: Tensor, sigma: float, exact: bool = False) -> Tensor:
     """Smoothly interpolate anchor displacements to all points -> [478, 3].
 
     points: [478, 3]; moves: [A, 3] displacement of each anchor. Shepard weights with a Gaussian kernel
     and a constant far-field term, so points far from every anchor stay put and anchors with zero moves pin
-    their neighbourhood.
+    their neighbourhood. The anchors themselves get a blend of their neighbours' moves; with `exact` they move
+    by exactly `moves` (the weights are applied to the solution of weights[anchors] @ x = moves instead).
     """
     distances = torch.cdist(points, points[anchors])  # [478, A]
     kernel = torch.exp(-0.5 * (distances / sigma) ** 2)
     far = float(np.exp(-0.5 * 2.0 ** 2))
-    return (kernel @ moves) / (kernel.sum(1, keepdim=True) + far)
+    weights = kernel / (kernel.sum(1, keepdim=True) + far)  # [478, A]
+    if exact:
+        moves = torch.linalg.solve(weights[anchors].double(), moves.double()).to(moves.dtype)
+    return weights @ moves
 
 
 def generic_shapes(neutral: Tensor) -> Tensor:
@@ -117,10 +130,15 @@ def generic_shapes(neutral: Tensor) -> Tensor:
         press[a] = press[b] * 0.5
     shapes[3] = press
 
+    # Blink: the upper lid's margin meets the lower one, its skin unfolding down from the still brow.
     upper_lids = [a for a, _ in EYELID_PAIRS]
     lower_lids = [b for _, b in EYELID_PAIRS]
-    lid_moves = torch.cat([(p[lower_lids] - p[upper_lids]) * 0.95, torch.zeros(len(lower_lids), 3)])
-    shapes[4] = _spread(p, upper_lids + lower_lids, lid_moves, 0.03 * u)
+    drop = p[lower_lids] - p[upper_lids]  # [12, 3]
+    rings = [[ring[i] for ring in UPPER_LID_RINGS] for i in range(2)]
+    lid_moves = torch.cat([drop, torch.zeros(len(lower_lids), 3), LID_RING_FOLLOW[0] * drop,
+                           LID_RING_FOLLOW[1] * drop, torch.zeros(len(BROWS), 3)])
+    shapes[4] = _spread(p, upper_lids + lower_lids + rings[0] + rings[1] + list(BROWS), lid_moves, 0.03 * u,
+                        exact=True)
 
     smile_moves = torch.cat([sides * across * SMILE_OUT * u + up * SMILE_UP * u,
                              up.expand(2, 3) * 0.5 * SMILE_UP * u, torch.zeros(2, 3)])

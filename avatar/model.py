@@ -82,16 +82,19 @@ class Avatar:
         """
         return posed_vertices(self.neutral, self.expression_basis, self.extended_rig(), rotations, translations, coeffs)
 
-    def render(self, vertices: Tensor, background: Tensor, camera=None, backend: str = "auto"):
-        """Render one frame from camera-space vertices [V, 3] over background ([3] or [H, W, 3] float)."""
+    def render(self, vertices: Tensor, background: Tensor, camera=None, backend: str = "auto",
+               colors: Tensor | None = None):
+        """Render one frame from camera-space vertices [V, 3] over background ([3] or [H, W, 3] float);
+        colors [N, 3] replaces the Gaussians' own for this frame (e.g. `avatar.eyelids.colors_for_blink`)."""
         from render import render_gaussians
 
         from avatar.binding import bind_gaussians
 
         g = self.gaussians
         bound = bind_gaussians(vertices, self.faces, g["parent"], g["local_means"], g["local_quats"], g["local_log_scales"])
-        return render_gaussians(bound.means, bound.quats, bound.log_scales, g["opacity_logits"], g["colors"],
-                                camera or self.camera.to_camera(), background, backend=backend)
+        return render_gaussians(bound.means, bound.quats, bound.log_scales, g["opacity_logits"],
+                                g["colors"] if colors is None else colors, camera or self.camera.to_camera(),
+                                background, backend=backend)
 
     def save(self, folder: Path, extra_files: dict[str, Path] | None = None) -> Path:
         """Write the avatar folder atomically (a failure leaves any previous avatar there untouched).

@@ -119,7 +119,10 @@ def output_camera(avatar, options: RenderOptions):
 
 def render_frames(avatar, motion, background: BackgroundSpec | None = None, options: RenderOptions | None = None,
                   progress: ProgressCallback | None = None):
-    """Yield uint8 frames [B, H, W, 3] for the whole motion, batch by batch."""
+    """Yield uint8 frames [B, H, W, 3] for the whole motion, batch by batch (closed eyelids recoloured,
+    `avatar.eyelids`)."""
+    from avatar.eyelids import FADE_FROM, colors_for_blink, lid_colors
+
     background = background or BackgroundSpec()
     options = options or RenderOptions()
     camera_spec = output_camera(avatar, options)
@@ -132,17 +135,21 @@ def render_frames(avatar, motion, background: BackgroundSpec | None = None, opti
     black = torch.zeros(3)
     total = motion.num_frames
     done = 0
+    lids = lid_colors(avatar) if np.any(motion.blink > FADE_FROM) else None  # closed lids show skin, not the eye
     with torch.no_grad():
         for start in range(0, total, options.batch):
             stop = min(total, start + options.batch)
             vertices = motion.vertices(avatar, start, stop)
             batch = np.empty((stop - start, camera_spec.height, camera_spec.width, 3), np.uint8)
             for i in range(stop - start):
+                colors = None
+                if lids is not None:
+                    colors = colors_for_blink(avatar.gaussians["colors"], lids, float(motion.blink[start + i]))
                 if upscaling:
-                    out = avatar.render(vertices[i], black, camera=camera, backend=options.backend)
+                    out = avatar.render(vertices[i], black, camera=camera, backend=options.backend, colors=colors)
                     color = _upscale_over(out.color, out.alpha, bg)
                 else:
-                    color = avatar.render(vertices[i], bg, camera=camera, backend=options.backend).color
+                    color = avatar.render(vertices[i], bg, camera=camera, backend=options.backend, colors=colors).color
                 batch[i] = (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
             done = stop
             if progress is not None:

@@ -122,6 +122,36 @@ def test_generic_shapes_move_the_right_landmarks(avatar):
 
 
 
+
+def test_a_blink_shuts_the_lid_and_unfolds_its_skin_from_the_still_brow(avatar):
+    """The upper margin meets the lower lid; the two rings of lid skin above it follow by LID_RING_FOLLOW of the
+    margin's drop (so no row of triangles stretches alone) and the brows stay put."""
+    from animation.viseme_shapes import BROWS, EYELID_PAIRS, LID_RING_FOLLOW, UPPER_LID_RINGS
+    from avatar.mesh import head_axes
+
+    neutral = avatar.neutral
+    blink = generic_shapes(neutral)[GENERIC_INDEX["blink"]]
+    unit = float(head_axes(neutral)[2])
+    for (upper, lower), rings in zip(EYELID_PAIRS, UPPER_LID_RINGS):
+        drop = neutral[lower] - neutral[upper]
+        assert float(drop.norm()) > 0.02 * unit  # an open eye to shut
+        torch.testing.assert_close(blink[upper], drop, rtol=0, atol=1e-6 * unit)
+        assert float(blink[lower].norm()) < 1e-6 * unit
+        for ring, follow in zip(rings, LID_RING_FOLLOW):
+            torch.testing.assert_close(blink[ring], follow * drop, rtol=0, atol=1e-6 * unit)
+    assert float(blink[list(BROWS)].norm(dim=-1).max()) < 1e-6 * unit
+    assert float(blink.norm(dim=-1).max()) < 0.2 * unit  # the exact fit does not fling any point away
+
+
+def test_spread_is_exact_at_its_anchors_only_when_asked():
+    from animation.viseme_shapes import _spread
+
+    points = torch.randn(478, 3, generator=torch.Generator().manual_seed(0)) * 0.05
+    anchors = [3, 10, 11, 200, 477]
+    moves = torch.randn(5, 3, generator=torch.Generator().manual_seed(1)) * 0.01
+    torch.testing.assert_close(_spread(points, anchors, moves, 0.05, exact=True)[anchors], moves, rtol=0, atol=1e-6)
+    assert float((_spread(points, anchors, moves, 0.05)[anchors] - moves).abs().max()) > 1e-4  # a blend otherwise
+
 def test_generic_visemes_open_as_wide_whatever_the_neutral_mouth(avatar):
     """A portrait smiling with parted lips: every generic viseme first presses the lips, so the jaw alone sets the
     gap and "aa" opens as wide as on a closed-mouth face, not that plus the smile's own gap."""
