@@ -1,4 +1,4 @@
-"""Fit mesh-bound Gaussians to a tracked clip: presets, the optimisation loop, densify/prune, checkpoints.
+"""Fit mesh-bound Gaussians to a tracked clip: presets, the optimisation loop, densify/prune.
 
 Per iteration one training frame is rendered: the frame's camera-space mesh vertices (precomputed from the
 tracked pose and expression coefficients) -> `bind_gaussians` -> `render_gaussians` over a background ->
@@ -19,13 +19,11 @@ With `pose_refine_at`, the training frames' rigid head poses are refined against
 those points of the schedule (`avatar.pose_refine`: FaceMesh poses are off by up to a degree and several mm of
 depth, and misregistered frames teach a blurred average); training continues on the refined vertices.
 
-Checkpoints (parameters + Adam state + densify statistics as safetensors, the rest as JSON) are written every
-`checkpoint_every_s` seconds and at the end; `train()` resumes from a checkpoint in `checkpoint_dir` when one
-exists, so a killed run continues where it stopped.
+Checkpoints (`avatar.checkpoint`) are written every `checkpoint_every_s` seconds and at the end; `train()`
+resumes from a checkpoint in `checkpoint_dir` when one exists, so a killed run continues where it stopped.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -33,10 +31,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from avatar.binding import bind_gaussians
+from avatar.checkpoint import load_checkpoint, make_optimizer, save_checkpoint
 from avatar.densify import (
     PARAM_KEYS,
     initial_gaussians,
@@ -44,11 +42,9 @@ from avatar.densify import (
     plan_prune,
     update_optimizer_state,
 )
-from avatar.library import atomic_folder
 from avatar.losses import box_l1_loss, local_position_penalty, local_scale_penalty, photometric_loss, psnr
 
 ProgressCallback = Callable[[str, float, dict], None]
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -259,13 +255,6 @@ def initial_gaussians_for(data: TrainingData, config: TrainConfig, sample_frames
                              seed=config.seed)
 
 
-def _make_optimizer(params: dict[str, Tensor], config: TrainConfig) -> torch.optim.Adam:
-    rates = {"local_means": config.lr_means, "local_quats": config.lr_quats, "local_log_scales": config.lr_scales,
-             "opacity_logits": config.lr_opacity, "colors": config.lr_colors}
-    groups = [{"params": [params[k]], "lr": rates[k], "name": k} for k in PARAM_KEYS]
-    return torch.optim.Adam(groups, eps=1e-15)
-
-
 def render_frame(params: dict[str, Tensor], parent: Tensor, vertices: Tensor, faces: Tensor, camera: Any,
                  background: Tensor, backend: str = "auto", keep_means_grad: bool = False):
     """Bind the Gaussians to one frame's vertices [V, 3] and render; returns (RenderOutput, bound means)."""
@@ -283,79 +272,6 @@ def render_frame(params: dict[str, Tensor], parent: Tensor, vertices: Tensor, fa
 def composite(frame: Tensor, matte: Tensor, background: Tensor) -> Tensor:
     """frame [H, W, 3] over background ([3] or [H, W, 3]) with matte [H, W]."""
     return frame * matte[..., None] + background * (1 - matte[..., None])
-
-
-def _checkpoint_paths(checkpoint_dir: Path) -> tuple[Path, Path]:
-    return checkpoint_dir / "state.safetensors", checkpoint_dir / "state.json"
-
-
-def save_checkpoint(checkpoint_dir: Path, params: dict[str, Tensor], parent: Tensor, optimizer: torch.optim.Adam,
-                    stats: dict[str, Tensor], iteration: int, elapsed_s: float, config: TrainConfig,
-                    history: dict[str, list[float]], fingerprint: str = "", poses=None, pose_refinements: int = 0) -> None:
-    """Write parameters, Adam moments, densify statistics, refined poses (a PoseTrack or None) and the RNG
-    state atomically."""
-    tensors = {f"param.{k}": v.detach().contiguous() for k, v in params.items()}
-    tensors["parent"] = parent.contiguous()
-    steps = {}
-    for group in optimizer.param_groups:
-        state = optimizer.state.get(group["params"][0], {})
-        if state:
-            tensors[f"adam.{group['name']}.exp_avg"] = state["exp_avg"].contiguous()
-            tensors[f"adam.{group['name']}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
-            steps[group["name"]] = float(state["step"])
-    for k, v in stats.items():
-        tensors[f"stats.{k}"] = v.contiguous()
-    tensors["rng"] = torch.get_rng_state()
-    if poses is not None:
-        tensors["poses.rotations"] = poses.rotations.contiguous()
-        tensors["poses.translations"] = poses.translations.contiguous()
-    meta = {"version": CHECKPOINT_VERSION, "iteration": iteration, "elapsed_s": elapsed_s, "config": config.to_dict(),
-            "adam_steps": steps, "lrs": {g["name"]: g["lr"] for g in optimizer.param_groups}, "history": history,
-            "fingerprint": fingerprint, "pose_refinements": pose_refinements if poses is not None else 0}
-    with atomic_folder(checkpoint_dir) as staging:
-        tensor_path, json_path = _checkpoint_paths(staging)
-        save_file(tensors, str(tensor_path))
-        json_path.write_text(json.dumps(meta))
-
-
-def load_checkpoint(checkpoint_dir: Path, config: TrainConfig, fingerprint: str | None = None):
-    """Read a checkpoint; returns (params, parent, optimizer, stats, iteration, elapsed, history, refined) or
-    None, where refined is (rotations [T, 3, 3], translations [T, 3], passes done) after a pose refinement, else None.
-
-    None also when the checkpoint was made from other data (its fingerprint differs): that run is stale.
-    """
-    tensor_path, json_path = _checkpoint_paths(checkpoint_dir)
-    if not (tensor_path.is_file() and json_path.is_file()):
-        return None
-    meta = json.loads(json_path.read_text())
-    if fingerprint is not None and meta.get("fingerprint", "") != fingerprint:
-        return None
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint in {checkpoint_dir} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}")
-    saved = TrainConfig.from_dict(meta["config"])
-    if saved.resolution != config.resolution or saved.preset != config.preset:
-        raise ValueError(f"checkpoint in {checkpoint_dir} is for preset {saved.preset} at {saved.resolution} px, "
-                         f"not {config.preset} at {config.resolution} px; delete it to start over")
-    tensors = load_file(str(tensor_path))
-    params = {k: tensors[f"param.{k}"].clone().requires_grad_(True) for k in PARAM_KEYS}
-    parent = tensors["parent"]
-    optimizer = _make_optimizer(params, config)
-    for group in optimizer.param_groups:
-        name = group["name"]
-        group["lr"] = meta["lrs"][name]
-        if name in meta["adam_steps"]:
-            optimizer.state[group["params"][0]] = {
-                "step": torch.tensor(meta["adam_steps"][name]),
-                "exp_avg": tensors[f"adam.{name}.exp_avg"].clone(),
-                "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"].clone(),
-            }
-    stats = {k[len("stats."):]: v.clone() for k, v in tensors.items() if k.startswith("stats.")}
-    torch.set_rng_state(tensors["rng"])
-    refined = None
-    if meta.get("pose_refinements", 0) and "poses.rotations" in tensors:
-        refined = (tensors["poses.rotations"], tensors["poses.translations"], int(meta["pose_refinements"]))
-    return (params, parent, optimizer, stats, int(meta["iteration"]), float(meta["elapsed_s"]), meta.get("history", {}),
-            refined)
 
 
 def _apply_plan(params: dict[str, Tensor], optimizer: torch.optim.Adam, plan) -> dict[str, Tensor]:
@@ -396,7 +312,7 @@ def train(data: TrainingData, config: TrainConfig, checkpoint_dir: Path | None =
     else:
         params, parent = initial if initial is not None else initial_gaussians_for(data, config)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-        optimizer = _make_optimizer(params, config)
+        optimizer = make_optimizer(params, config)
         stats = {"grad_accum": torch.zeros(parent.shape[0]), "grad_count": torch.zeros(parent.shape[0])}
         start, elapsed_before, history = 0, 0.0, {"iteration": [], "loss": [], "psnr": []}
     num_faces = int(data.faces.shape[0])

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from avatar.pose_refine import PoseRefineOptions, PoseTrack, axis_angle_to_matrix, refine_poses
-from avatar.train import TrainingData, load_checkpoint, preset, render_frame, train
+from avatar.checkpoint import load_checkpoint
+from avatar.train import TrainingData, preset, render_frame, train
 from tests.talking_fixtures import tiny_avatar
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from avatar.train import TrainingData, load_checkpoint, preset, split_frames, train
+from avatar.checkpoint import load_checkpoint
+from avatar.train import TrainingData, preset, split_frames, train
 
 REPO = Path(__file__).resolve().parents[1]
 
