@@ -16,6 +16,7 @@ Rendering uses the extended basis `[avatar basis; generic shapes]` [K + G, 478, 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -51,8 +52,13 @@ BROWS = (70, 63, 105, 66, 107, 300, 293, 334, 296, 336)
 # the margin's drop. Moving the margin alone stretched its one row of triangles about 4x, and the stretched
 # Gaussians let the eye show through the closed lid.
 LID_RING_FOLLOW = (0.6, 0.4)
-# Generic amplitudes in outer-eye distances (about 9 cm on an adult).
-JAW_DROP = 0.26
+# The jaw's turning axis passes through the face's edge at the mouth corners' height (both sides): lower than the
+# jaw joint, because the joint also glides forward as the mouth opens, which keeps the chin from swinging back.
+JAW_PIVOT = (58, 288)
+# Generic amplitudes in outer-eye distances (about 9 cm on an adult). JAW_DROP: the built-in photo avatar speaking
+# Piper sentences then opens to 0.154-0.156 at the 90th percentile (FaceMesh, two builds), where real speakers on
+# the seven shared clips with video do 0.067-0.187, median 0.147.
+JAW_DROP = 0.17
 SPREAD = 0.06
 ROUND_IN = 0.07
 ROUND_FORWARD = 0.05
@@ -99,15 +105,23 @@ def generic_shapes(neutral: Tensor) -> Tensor:
     local = (p - p[list(LIP_CORNERS)].mean(0)) @ axes  # [478, 3] coordinates about the mouth (across, up, fwd)
     shapes = torch.zeros(len(GENERIC), 478, 3)
 
-    # Jaw: everything below the mouth corners drops, fading out sideways towards the jaw hinges; the lower lip
-    # rides along fully and the corners half.
-    below = ((-local[:, 1]) / (0.12 * u)).clamp(0, 1)
-    sideways = (1 - (local[:, 0].abs() / (0.55 * u))).clamp(0, 1)
-    weight = below * sideways
+    # Jaw: the lower face turns as one piece about an across axis through the face's edge at the mouth's height
+    # (JAW_PIVOT), by the angle that drops the lower inner lip JAW_DROP; the cheeks above fade to still over
+    # 0.12 eye distances below the mouth corners, the lower lip rides along fully and the corners half. (It moved
+    # straight down before, fading out sideways, which pulled the chin into a point.)
+    pivot = local[list(JAW_PIVOT)].mean(0)
+    rel_up, rel_forward = local[:, 1] - pivot[1], local[:, 2] - pivot[2]  # [478] each
+    lip = LOWER_INNER_LIP[len(LOWER_INNER_LIP) // 2]  # 14, the lower inner lip's middle
+    radius = float(torch.hypot(rel_up[lip], rel_forward[lip]))
+    start = math.asin(float(rel_up[lip]) / radius)  # its angle from the forward axis (< 0: below), seen from the pivot
+    angle = start - math.asin(max(-1.0, (float(rel_up[lip]) - JAW_DROP * u) / radius))
+    drop_up = rel_up * (math.cos(angle) - 1) - rel_forward * math.sin(angle)
+    drop_forward = rel_up * math.sin(angle) + rel_forward * (math.cos(angle) - 1)
+    weight = ((-local[:, 1]) / (0.12 * u)).clamp(0, 1)
     weight[list(LOWER_INNER_LIP + LOWER_OUTER_LIP)] = 1.0
     weight[list(UPPER_INNER_LIP + UPPER_OUTER_LIP)] = 0.0
     weight[list(LIP_CORNERS)] = 0.45
-    shapes[0] = weight[:, None] * (-up * JAW_DROP * u - forward * 0.25 * JAW_DROP * u)
+    shapes[0] = weight[:, None] * (drop_up[:, None] * up + drop_forward[:, None] * forward)
 
     sides = torch.sign(local[list(LIP_CORNERS), 0])[:, None]  # +1 on the corner towards `across`
     corners = list(LIP_CORNERS)

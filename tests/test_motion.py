@@ -143,6 +143,28 @@ def test_a_blink_shuts_the_lid_and_unfolds_its_skin_from_the_still_brow(avatar):
     assert float(blink.norm(dim=-1).max()) < 0.2 * unit  # the exact fit does not fling any point away
 
 
+
+def test_the_generic_jaw_turns_the_lower_face_as_one_piece(avatar):
+    """The lower inner lip drops JAW_DROP eye distances; the chin and the jaw line below the mouth keep their
+    shape (a rotation, not a drop that fades sideways and pulls the chin into a point), and the chin goes down and
+    a little back."""
+    from animation.viseme_shapes import JAW_DROP
+    from avatar.mesh import head_axes
+
+    neutral = avatar.neutral
+    jaw = generic_shapes(neutral)[GENERIC_INDEX["jaw_open"]]
+    _, axes, unit = head_axes(neutral)
+    up, forward = axes[:, 1], axes[:, 2]
+    unit = float(unit)
+    assert float(jaw[14] @ up) == pytest.approx(-JAW_DROP * unit, rel=1e-4)
+    assert float(jaw[13].norm()) == 0.0  # the upper lip stays
+    jaw_line = [152, 148, 377, 176, 400, 149, 378, 150, 379, 136, 365]  # chin and jaw, well below the mouth
+    moved = neutral + jaw
+    before = torch.cdist(neutral[jaw_line], neutral[jaw_line])
+    after = torch.cdist(moved[jaw_line], moved[jaw_line])
+    assert float((after - before).abs().max()) < 1e-4 * unit
+    assert float(jaw[152] @ up) < -0.5 * JAW_DROP * unit and float(jaw[152] @ forward) < 0.0
+
 def test_spread_is_exact_at_its_anchors_only_when_asked():
     from animation.viseme_shapes import _spread
 
