@@ -113,7 +113,7 @@ def generic_shapes(neutral: Tensor) -> Tensor:
     rel_up, rel_forward = local[:, 1] - pivot[1], local[:, 2] - pivot[2]  # [478] each
     lip = LOWER_INNER_LIP[len(LOWER_INNER_LIP) // 2]  # 14, the lower inner lip's middle
     radius = float(torch.hypot(rel_up[lip], rel_forward[lip]))
-    start = math.asin(float(rel_up[lip]) / radius)  # its angle from the forward axis (< 0: below), seen from the pivot
+    start = math.asin(float(rel_up[lip]) / radius)  # its angle from the forward axis (< 0: below the pivot)
     angle = start - math.asin(max(-1.0, (float(rel_up[lip]) - JAW_DROP * u) / radius))
     drop_up = rel_up * (math.cos(angle) - 1) - rel_forward * math.sin(angle)
     drop_forward = rel_up * math.sin(angle) + rel_forward * (math.cos(angle) - 1)
