@@ -56,9 +56,10 @@ LID_RING_FOLLOW = (0.6, 0.4)
 # jaw joint, because the joint also glides forward as the mouth opens, which keeps the chin from swinging back.
 JAW_PIVOT = (58, 288)
 # Generic amplitudes in outer-eye distances (about 9 cm on an adult). JAW_DROP: the built-in photo avatar speaking
-# Piper sentences then opens to 0.154-0.156 at the 90th percentile (FaceMesh, two builds), where real speakers on
-# the seven shared clips with video do 0.067-0.187, median 0.147.
-JAW_DROP = 0.17
+# Piper sentences then opens to 0.168-0.177 at the 90th percentile (FaceMesh, two builds), where real speakers on
+# the seven shared clips with video do 0.067-0.187, median 0.147. Smaller drops read more natural on the photo but
+# less legible: video avatars driven by generic shapes alone lose opening correlation (bench/RESULTS.md).
+JAW_DROP = 0.21
 SPREAD = 0.06
 ROUND_IN = 0.07
 ROUND_FORWARD = 0.05
