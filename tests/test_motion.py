@@ -343,18 +343,22 @@ def test_digital_silence_marks_synthetic_pauses_not_a_noise_floor() -> None:
     assert digital_silence(wave[:sr], sr, fps, 30)[-1] > 0.5  # frames past the audio's end are silent
 
 
+def _mean_mouth_model(k: int, audio_share: float = 1.0, gain: float = 1.0):
+    """An audio mouth model whose own prediction is always its training mean c0 -> (model, c0 [K])."""
+    from animation.mouth_model import MouthModel, MouthModelFacts
+
+    c0 = np.linspace(0.5, 1.0, k)
+    facts = MouthModelFacts(fps=25.0, num_coeffs=k, num_bands=8, offsets=[0], viseme_offsets=[], ridge_lambda=1.0,
+                            audio_share=audio_share, recording_delay_frames=1, speech_delay_frames=1,
+                            training_frames=400, cv_open_r=0.5, gain=gain)
+    return MouthModel(facts, np.zeros(9), np.ones(9), np.zeros((9, k)), c0, np.full(k, -10.0), np.full(k, 10.0)), c0
+
+
 def test_mouth_model_gain_scales_speech_but_leaves_synthetic_pauses_at_rest(avatar):
     """A mouth model with amplitude gain 2.5 (its own prediction constant at its training mean c0): in the
     digitally silent pause the mouth is the phone-based rest shape exactly (generic shapes: 0), while in a vowel
     the mix's deviation from c0 is enlarged past anything the unscaled mix (at most |c0| away) could reach."""
-    from animation.mouth_model import MouthModel, MouthModelFacts
-
-    k = avatar.num_expressions
-    c0 = np.linspace(0.5, 1.0, k)
-    facts = MouthModelFacts(fps=25.0, num_coeffs=k, num_bands=8, offsets=[0], viseme_offsets=[], ridge_lambda=1.0,
-                            audio_share=0.5, recording_delay_frames=1, speech_delay_frames=1, training_frames=400,
-                            cv_open_r=0.5, gain=2.5)
-    model = MouthModel(facts, np.zeros(9), np.ones(9), np.zeros((9, k)), c0, np.full(k, -10.0), np.full(k, 10.0))
+    model, c0 = _mean_mouth_model(avatar.num_expressions, audio_share=0.5, gain=2.5)
     motion = motion_from_speech(_speech(PHONES, 2.61), avatar, MotionOptions(fps=25, blinks_per_minute=0),
                                 mouth=model)
     assert motion.meta["mouth"] == "audio model"
@@ -370,14 +374,8 @@ def test_closures_go_to_the_phones_only_when_the_phones_are_known(avatar, source
     phone-based shape (generic shapes: coefficients 0) when the phones are known, the model's c0 when they were
     recognised; on the vowel it is c0 either way."""
     from animation.motion import phones_are_known
-    from animation.mouth_model import MouthModel, MouthModelFacts
 
-    k = avatar.num_expressions
-    c0 = np.linspace(0.5, 1.0, k)
-    facts = MouthModelFacts(fps=25.0, num_coeffs=k, num_bands=8, offsets=[0], viseme_offsets=[], ridge_lambda=1.0,
-                            audio_share=1.0, recording_delay_frames=1, speech_delay_frames=1, training_frames=400,
-                            cv_open_r=0.5)
-    model = MouthModel(facts, np.zeros(9), np.ones(9), np.zeros((9, k)), c0, np.full(k, -10.0), np.full(k, 10.0))
+    model, c0 = _mean_mouth_model(avatar.num_expressions)
     phones = [("sil", 0.0, 0.3), ("AA", 0.3, 0.6), ("P", 0.6, 0.72), ("AA", 0.72, 1.0), ("sil", 1.0, 1.2)]
     speech = _speech(phones, 1.2, source=source)  # the "P" is 0.3 s from any (digitally silent) pause
     assert phones_are_known(speech) == handed
@@ -390,19 +388,11 @@ def test_closures_go_to_the_phones_only_when_the_phones_are_known(avatar, source
     np.testing.assert_allclose(motion.coeffs[int(0.9 * 25)], c0, atol=1e-9)
 
 
-
 @pytest.mark.parametrize("hold, shut_frames", [(0.5, 3), (None, 1)])
 def test_known_bilabials_keep_the_lips_shut_through_the_phone(avatar, hold, shut_frames):
     """A 120 ms "P" (three whole frames at 25 fps) spoken by Piper: with the default closure hold all three frames
     take the shut phone-based mouth; with `closure_hold=None` only one does."""
-    from animation.mouth_model import MouthModel, MouthModelFacts
-
-    k = avatar.num_expressions
-    c0 = np.linspace(0.5, 1.0, k)
-    facts = MouthModelFacts(fps=25.0, num_coeffs=k, num_bands=8, offsets=[0], viseme_offsets=[], ridge_lambda=1.0,
-                            audio_share=1.0, recording_delay_frames=1, speech_delay_frames=1, training_frames=400,
-                            cv_open_r=0.5)
-    model = MouthModel(facts, np.zeros(9), np.ones(9), np.zeros((9, k)), c0, np.full(k, -10.0), np.full(k, 10.0))
+    model, c0 = _mean_mouth_model(avatar.num_expressions)
     phones = [("sil", 0.0, 0.3), ("AA", 0.3, 0.6), ("P", 0.6, 0.72), ("AA", 0.72, 1.0), ("sil", 1.0, 1.2)]
     options = MotionOptions(fps=25, blinks_per_minute=0, closure_hold=hold)
     motion = motion_from_speech(_speech(phones, 1.2, source="piper"), avatar, options, mouth=model)
