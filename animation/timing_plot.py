@@ -76,6 +76,15 @@ def _class_at(track, time_s: float) -> str:
     return "sil"
 
 
+def avatar_coarticulation(speech: Speech) -> CoarticulationOptions | None:
+    """The coarticulation options `motion_from_speech` uses for this speech's phone-based mouth: p/b/m closures held
+    (`MotionOptions.closure_hold`) where its phones are known, else the defaults (None)."""
+    from animation.motion import MotionOptions, phones_are_known
+
+    hold = MotionOptions().closure_hold
+    return CoarticulationOptions(closure_hold=hold) if phones_are_known(speech) and hold is not None else None
+
+
 def plot_timing(speech: Speech, fps: float, path: str | Path, options: TimingPlotOptions | None = None,
                 coarticulation: CoarticulationOptions | None = None,
                 openness: OpennessOptions | None = None) -> Path:
@@ -83,6 +92,7 @@ def plot_timing(speech: Speech, fps: float, path: str | Path, options: TimingPlo
 
     Panels top to bottom: waveform (with word boundaries), word and phone bars (phones coloured by viseme),
     stacked viseme weights per frame (with the p/b/m closure frames marked), mouth openness and loudness.
+    coarticulation None: the avatar's own (closures held through known p/b/m, `MotionOptions.closure_hold`).
     """
     options = options or TimingPlotOptions()
     if not fps > 0:
@@ -90,13 +100,14 @@ def plot_timing(speech: Speech, fps: float, path: str | Path, options: TimingPlo
     path = Path(path)
     duration = speech.duration_s
     n_frames = int(round(duration * fps))
+    coarticulation = coarticulation or avatar_coarticulation(speech)
     weights = viseme_weights(speech.phones, speech.phone_set, fps, n_frames, coarticulation)  # [T, V]
     opening = mouth_openness(weights, speech.waveform, speech.sample_rate, fps, openness)  # [T]
     opts_open = openness or OpennessOptions()
     gain = loudness_gain(frame_rms(speech.waveform, speech.sample_rate, fps, n_frames, opts_open.window_frames),
                          opts_open)
     track = filled_track(speech.phones, speech.phone_set, n_frames / fps)
-    closures = bilabial_closure_frames(track, fps, n_frames)
+    closures = bilabial_closure_frames(track, fps, n_frames, coarticulation and coarticulation.closure_hold)
     centres = (np.arange(n_frames) + 0.5) / fps
     start_s, end_s = options.time_range or (0.0, max(duration, 1e-3))
     if not end_s > start_s:

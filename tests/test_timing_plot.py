@@ -63,3 +63,16 @@ def test_plot_of_silence_without_phones(tmp_path: Path) -> None:
     speech = Speech(np.zeros(SR // 2, np.float32), SR, "", phone_set="ipa")
     out = plot_timing(speech, 25.0, tmp_path / "empty.png", TimingPlotOptions(width_px=800, height_px=600))
     assert png_size(out) == (800, 600)
+
+
+def test_the_plot_shows_closures_as_the_avatar_holds_them() -> None:
+    """Known phones (Piper, forced alignment) get the avatar's held p/b/m closures; recognised ones the defaults."""
+    from animation.motion import MotionOptions
+    from animation.timing_plot import avatar_coarticulation
+
+    wave = np.zeros(16000, np.float32)
+    phones = [Segment("AA1", 0.1, 0.3), Segment("P", 0.3, 0.42), Segment("AA1", 0.42, 0.6)]
+    known = Speech(wave, 16000, "pa", [], phones, "arpabet", "piper")
+    heard = Speech(wave, 16000, "pa", [], phones, "arpabet", "recognition")
+    assert avatar_coarticulation(known).closure_hold == MotionOptions().closure_hold == 0.5
+    assert avatar_coarticulation(heard) is None
