@@ -176,7 +176,7 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     mouth_delay_frames: None for new speech; the model's `recording_delay_frames` when replaying the
     avatar's own recording (its audio/video offset then applies to the replayed audio too).
     """
-    from animation.coarticulation import CoarticulationOptions, viseme_weights
+    from animation.coarticulation import viseme_weights
     from animation.loudness import frame_rms, loudness_gain, mouth_openness
 
     options = options or MotionOptions()
@@ -186,12 +186,11 @@ def motion_from_speech(speech, avatar, options: MotionOptions | None = None,
     if shapes.num_coeffs != avatar.num_expressions:
         raise ValueError(f"viseme shapes have {shapes.num_coeffs} coefficients, avatar {avatar.num_expressions}")
     weights = viseme_weights(speech.phones, speech.phone_set, fps, n)  # [T, 15], as the audio model was fitted on
-    phone_weights = weights  # [T, 15] for the phone-based mouth
+    phone_options = phone_mouth_coarticulation(speech, options.closure_hold)
+    phone_weights = (weights if phone_options is None  # [T, 15] for the phone-based mouth
+                     else viseme_weights(speech.phones, speech.phone_set, fps, n, phone_options))
     if phones_are_known(speech):  # a known p, b or m shuts the lips (`VisemeShapes.for_known_phones`) throughout
         shapes = shapes.for_known_phones()
-        if options.closure_hold is not None:
-            phone_weights = viseme_weights(speech.phones, speech.phone_set, fps, n,
-                                           CoarticulationOptions(closure_hold=options.closure_hold))
     openness = mouth_openness(phone_weights, speech.waveform, speech.sample_rate, fps)
     gain = loudness_gain(frame_rms(speech.waveform, speech.sample_rate, fps, n))
     coeffs, generic = shapes.speak(phone_weights, gain)  # loudness-modulated phone-based mouth
@@ -249,6 +248,17 @@ def digital_silence(waveform: np.ndarray, sample_rate: int, fps: float, n_frames
     silent = (frame_rms(waveform, sample_rate, fps, int(n_frames), window_frames=1.0) < floor_rms).astype(np.float64)
     kernel = np.ones(2 * context_frames + 1) / (2 * context_frames + 1)
     return np.convolve(np.pad(silent, context_frames, mode="edge"), kernel, mode="valid")
+
+
+def phone_mouth_coarticulation(speech, closure_hold: float | None):
+    """The coarticulation options of the phone-based mouth for `speech`: p/b/m closures held on every frame at
+    least `closure_hold` inside them where its phones are known (`phones_are_known`), else None (the defaults,
+    which the audio model was fitted on)."""
+    from animation.coarticulation import CoarticulationOptions
+
+    if closure_hold is None or not phones_are_known(speech):
+        return None
+    return CoarticulationOptions(closure_hold=closure_hold)
 
 
 def phones_are_known(speech) -> bool:

@@ -79,10 +79,9 @@ def _class_at(track, time_s: float) -> str:
 def avatar_coarticulation(speech: Speech) -> CoarticulationOptions | None:
     """The coarticulation options `motion_from_speech` uses for this speech's phone-based mouth: p/b/m closures held
     (`MotionOptions.closure_hold`) where its phones are known, else the defaults (None)."""
-    from animation.motion import MotionOptions, phones_are_known
+    from animation.motion import MotionOptions, phone_mouth_coarticulation
 
-    hold = MotionOptions().closure_hold
-    return CoarticulationOptions(closure_hold=hold) if phones_are_known(speech) and hold is not None else None
+    return phone_mouth_coarticulation(speech, MotionOptions().closure_hold)
 
 
 def plot_timing(speech: Speech, fps: float, path: str | Path, options: TimingPlotOptions | None = None,

@@ -23,8 +23,10 @@ mouth openings to OUT/<video>/lipsync.png.
 TTS, where no real video says how the mouth should move (`piper_closures`): two Piper sentences full of p/b/m
 spoken through the avatar as the studio does it, rendered and read by FaceMesh frame by frame. piper_closed_pct =
 % of the p/b/m whose smallest opening (+-1 frame) is at most 0.02 (shut lips), piper_bilabial_open their median
-smallest opening, piper_open_q90 the 90th percentile of the opening over the sentences' frames (how wide the
-mouth opens on its open vowels), real_open_q90 the same over the person's real training frames.
+smallest opening, piper_shut_frames the mean number of frames read shut over a p/b/m's frames +-1 (how long the
+lips stay shut), real_shut_run the median length of the real training frames' shut runs of up to 6 frames,
+piper_open_q90 the 90th percentile of the opening over the sentences' frames (how wide the mouth opens on its
+open vowels), real_open_q90 the same over the person's real training frames.
 `--json` last line: {"runs": [{"video", "open_r", "lmd_pct", ...}]}.
 """
 from __future__ import annotations
