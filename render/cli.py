@@ -47,6 +47,9 @@ def run_say(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() != ".mp4":
         raise ValueError(f"--out must end in .mp4, got {args.out.name}")
+    for path in (args.out, args.motion_out):  # before the seconds of speech and frames, not after
+        if path is not None and not path.parent.is_dir():
+            raise FileNotFoundError(f"output folder does not exist: {path.parent}")
     request = GenerateRequest(
         text=args.transcript if args.audio else (args.text or ""), audio=str(args.audio) if args.audio else None,
         avatar=args.avatar, voice=args.voice, speed=args.speed,

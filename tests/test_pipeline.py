@@ -113,6 +113,12 @@ def test_say_command(tmp_path):
             else _say(*args, "--out", str(tmp_path / "bad.mp4"), home=home)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr[-500:])
     assert not (tmp_path / "bad.mp4").exists()
+    for args in (["--out", str(tmp_path / "nowhere" / "a.mp4")],
+                 ["--out", str(tmp_path / "bad.mp4"), "--motion-out", str(tmp_path / "nowhere" / "m.json")]):
+        bad = _say("--avatar", "tiny", "--text", "Hi", *args, home=home)
+        assert bad.returncode == 2 and "output folder does not exist" in bad.stderr, bad.stderr[-500:]
+        assert "speech" not in bad.stderr  # refused before any stage ran
+    assert not (tmp_path / "bad.mp4").exists()
 
 
 def test_upscaled_render_matches_a_direct_render(avatar):
