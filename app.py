@@ -4,6 +4,7 @@
     python app.py speak --text T --out speech.wav --timing timing.json
     python app.py timing AUDIO [--text T] --out timing.json
     python app.py say [--avatar NAME] (--text T | --audio FILE) [--voice V] --out OUT.mp4
+    python app.py models [convert IN.pth OUT.safetensors]
 
 The studio's library (avatars, voices, videos, jobs; SQLite index `library.sqlite`) lives in the data folder,
 `$TALKING_AVATAR_HOME` or `~/.talking_avatar`. Upload limits: 500 MB for training videos/photos, 50 MB for
@@ -31,6 +32,7 @@ _CLI_MODULES = (
     ("animation.timing_plot", "add_plot_command"),
     ("avatar.cli", "add_commands"),
     ("render.cli", "add_commands"),
+    ("render.model_files", "add_commands"),
 )
 
 
@@ -62,6 +64,9 @@ def serve(host: str, port: int) -> None:
                 show_error=True, footer_links=["api"])
 
 
+OWN_SIZE = "avatar's own"  # the studio's size choice for "the avatar's training resolution"
+
+
 def build_studio(home):
     """The studio's Blocks app over the data folder `home` (tabs: Create video, Avatars, Voices)."""
     import time
@@ -71,6 +76,7 @@ def build_studio(home):
     from animation.motion import EMOTIONS
     from avatar.jobs import JobRunner
     from render.generate import DEFAULT_AVATAR, DEFAULT_VOICE, GenerateRequest, known_voices
+    from render.enhance import ENHANCE_KINDS
     from render.pipeline import BACKGROUND_KINDS, BackgroundSpec
 
     runner = JobRunner(home)
@@ -98,15 +104,18 @@ def build_studio(home):
             time.sleep(0.5)
 
     def generate(script, audio, avatar, voice, background, color, image, head_motion, expression, still, emotion,
-                 progress=gr.Progress()):
+                 size=OWN_SIZE, enhance="none", progress=gr.Progress()):
         from animation.motion import MotionOptions
+        from render.pipeline import RenderOptions
 
         try:
             request = GenerateRequest(
                 text=script or "", audio=audio or None, avatar=avatar or None, voice=voice or DEFAULT_VOICE,
                 motion=MotionOptions(head_motion=float(head_motion), expression=float(expression),
                                      still=bool(still), emotion=emotion or "neutral"),
-                background=BackgroundSpec(kind=background or "plate", color=color or "#30343c", image=image or None))
+                background=BackgroundSpec(kind=background or "plate", color=color or "#30343c", image=image or None),
+                render=RenderOptions(size=None if str(size) in ("", "None", OWN_SIZE) else int(size),
+                                     enhance=enhance or "none"))
             job_id = runner.submit_generate(request)
         except (ValueError, FileNotFoundError) as error:
             raise gr.Error(str(error))
@@ -210,6 +219,13 @@ def build_studio(home):
                         expression = gr.Slider(0, 2, 1, step=0.1, label="Expression intensity")
                         still = gr.Checkbox(False, label="Still (no head motion)")
                         emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
+                    with gr.Accordion("Size and enhancement", open=False):
+                        size = gr.Dropdown([OWN_SIZE, "512", "768", "1024"], value=OWN_SIZE,
+                                           label="Video width = height in pixels")
+                        enhance = gr.Dropdown(list(ENHANCE_KINDS), value="none", label="Enhance",
+                                              info="GFPGAN faces / Real-ESRGAN upscaling: needs their weights in "
+                                                   "models/ (python app.py models); slow on a CPU: about 2.5 s "
+                                                   "(face) and 0.5-0.9 s (upscale) per frame")
                     make = gr.Button("Generate video", variant="primary", elem_id="generate")
                 with gr.Column():
                     video = gr.Video(label="Video", elem_id="video")
@@ -218,7 +234,7 @@ def build_studio(home):
             videos = gr.Dataframe(headers=["id", "avatar", "voice", "script", "seconds"], value=videos_table,
                                   label="Library: videos", interactive=False)
             make.click(generate, [script, audio, avatar, voice, background, color, image, head_motion, expression,
-                                  still, emotion], [video, download, status], api_name="generate"
+                                  still, emotion, size, enhance], [video, download, status], api_name="generate"
                        ).then(videos_table, None, videos)
         with gr.Tab("Avatars"):
             with gr.Row():

@@ -2,6 +2,7 @@
 
     python app.py say --text "Hello!" --out hello.mp4
     python app.py say --avatar alice --audio talk.m4a --out talk.mp4 --background blur --emotion smile
+    python app.py say --text "Hello!" --size 1024 --enhance face+upscale --out hello.mp4   (weights in models/)
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from animation.motion import EMOTIONS
+    from render.enhance import ENHANCE_KINDS
     from render.pipeline import BACKGROUND_KINDS
 
     say = subparsers.add_parser("say", help="make a talking video from a script or an audio file",
@@ -34,6 +36,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     say.add_argument("--emotion", choices=sorted(EMOTIONS), default="neutral")
     say.add_argument("--seed", type=int, default=0)
     say.add_argument("--backend", default="auto", help="rasterizer backend (auto, cpu, gsplat)")
+    say.add_argument("--enhance", choices=ENHANCE_KINDS, default="none",
+                     help="GFPGAN face restoration and/or Real-ESRGAN upscaling; needs their weights in models/ "
+                          "(see `python app.py models`); slow on a CPU: about 2.5 s per frame for face, 0.5-0.9 s "
+                          "for upscale (realesr-general-x4v3), so a 30 s video takes 7-50 minutes")
+    say.add_argument("--face-strength", type=float, default=0.7, help="with --enhance face: GFPGAN's share, 0..1")
     say.add_argument("--motion-out", type=Path, default=None, help="also save the Motion as JSON here")
     say.set_defaults(handler=run_say)
 
@@ -56,7 +63,8 @@ def run_say(args: argparse.Namespace) -> int:
         motion=MotionOptions(fps=args.fps, head_motion=args.head_motion, expression=args.expression,
                              still=args.still, emotion=args.emotion, seed=args.seed),
         background=BackgroundSpec(kind=args.background, color=args.color, image=args.image),
-        render=RenderOptions(size=args.size, backend=args.backend))
+        render=RenderOptions(size=args.size, backend=args.backend, enhance=args.enhance,
+                             face_strength=args.face_strength))
     request.validate()  # bad input: one clear line before any progress bar
     bar = tqdm(total=1000, unit="‰", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
 

@@ -1,8 +1,9 @@
 """Script or audio -> lip-synced MP4: the whole talking path, with models kept resident.
 
 Stages (reported to `progress(stage, fraction, info)` and timed): speech (Piper TTS, or timing of an uploaded
-recording), motion, frames, encoding. A `Generator` keeps the TTS voice and loaded avatars in memory so the
-studio and batch callers pay the loading cost once; the `say` command uses one for a single video.
+recording), motion, frames, encoding (and enhance, timed apart from frames, when `RenderOptions.enhance` asks
+for GFPGAN / Real-ESRGAN). A `Generator` keeps the TTS voice, loaded avatars and enhancer models in memory so
+the studio and batch callers pay the loading cost once; the `say` command uses one for a single video.
 """
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ class GenerateRequest:
                 raise ValueError("the script is empty; type what the avatar should say (or upload audio)")
             if len(self.text) > MAX_SCRIPT_CHARS:
                 raise ValueError(f"the script has {len(self.text)} characters; the limit is {MAX_SCRIPT_CHARS}")
+        if self.render.enhance != "none":
+            from render.enhance import missing_weights
+
+            problem = missing_weights(self.render.enhance)
+            if problem:
+                raise FileNotFoundError(problem)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Generator:
         self.home = Path(home) if home is not None else data_home()
         self._tts = None
         self._avatars: dict[str, tuple[float, object, object, object]] = {}
+        self._enhancers: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def tts(self):
@@ -108,6 +116,22 @@ class Generator:
                           load_mouth_model(folder, avatar.num_expressions, avatar.fps))
                 self._avatars[name] = cached
         return cached[1], cached[2], cached[3]
+
+    def enhancers(self, kind: str):
+        """`render.enhance.Enhancers` for `kind`, each model loaded once (None for "none")."""
+        if kind == "none":
+            return None
+        from render.enhance import Enhancers, load_enhancers, wants_face, wants_upscale
+
+        with self._lock:
+            wanted = [part for part in ("face", "upscale") if part not in self._enhancers and
+                      (wants_face(kind) if part == "face" else wants_upscale(kind))]
+            if wanted:
+                loaded = load_enhancers("+".join(wanted))
+                self._enhancers.update({"face": loaded.face} if loaded.face else {})
+                self._enhancers.update({"upscale": loaded.upscaler} if loaded.upscaler else {})
+            return Enhancers(face=self._enhancers.get("face") if wants_face(kind) else None,
+                             upscaler=self._enhancers.get("upscale") if wants_upscale(kind) else None)
 
     def forget(self, name: str) -> None:
         with self._lock:
@@ -145,11 +169,13 @@ class Generator:
         out_path = Path(out_path)
         motion.save(out_path.with_suffix(".motion.json"))
         report("frames", 0.0, {"frames": motion.num_frames})
+        enhancers = self.enhancers(request.render.enhance)
         result = motion_to_video(avatar, motion, speech.waveform, speech.sample_rate, out_path, request.background,
-                                 request.render, report)
+                                 request.render, report, enhancers)
         stages.update(result.seconds)
+        notes = list(speech.notes) + [f"enhanced by {text}" for text in (enhancers.describe() if enhancers else [])]
         return GenerateResult(result.path, speech.duration_s, result.num_frames,
-                              {k: round(v, 3) for k, v in stages.items()}, list(speech.notes))
+                              {k: round(v, 3) for k, v in stages.items()}, notes)
 
 
 def known_voices(home: Path) -> list[str]:

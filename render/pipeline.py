@@ -46,18 +46,28 @@ class RenderOptions:
     posed together; backend: rasterizer backend; upscale: above the avatar's own (training) resolution, render
     at that resolution and upscale colour and coverage (Lanczos) before compositing over the full-size
     background, instead of rasterizing every output pixel. The Gaussians were fitted at the training
-    resolution, so rasterizing finer adds cost but little detail (4x the pixels at 2x the size)."""
+    resolution, so rasterizing finer adds cost but little detail (4x the pixels at 2x the size).
+    enhance: optional enhancers with local weights, one of `render.enhance.ENHANCE_KINDS` ("none", "face" =
+    GFPGAN, "upscale" = Real-ESRGAN in place of Lanczos, "face+upscale"); face_strength: GFPGAN's share of the
+    face, 0..1."""
 
     size: int | None = None
     batch: int = 16
     backend: str = "auto"
     upscale: bool = True
+    enhance: str = "none"
+    face_strength: float = 0.7
 
     def __post_init__(self) -> None:
+        from render.enhance import check_enhance_kind
+
         if self.size is not None and (self.size % 2 or not 32 <= self.size <= 2048):
             raise ValueError(f"video size must be an even number of pixels in [32, 2048], got {self.size}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        check_enhance_kind(self.enhance)
+        if not 0.0 <= self.face_strength <= 1.0:
+            raise ValueError(f"face strength must be in [0, 1], got {self.face_strength}")
 
 
 def parse_color(text: str) -> tuple[float, float, float]:
@@ -118,21 +128,31 @@ def output_camera(avatar, options: RenderOptions):
 
 
 def render_frames(avatar, motion, background: BackgroundSpec | None = None, options: RenderOptions | None = None,
-                  progress: ProgressCallback | None = None):
+                  progress: ProgressCallback | None = None, enhancers=None, timings: dict | None = None):
     """Yield uint8 frames [B, H, W, 3] for the whole motion, batch by batch (closed eyelids recoloured,
-    `avatar.eyelids`)."""
+    `avatar.eyelids`).
+
+    enhancers: `render.enhance.Enhancers` for `options.enhance` (None: loaded from the default model folders);
+    timings: if given, timings["enhance"] accumulates the seconds spent in them."""
     from avatar.eyelids import FADE_FROM, colors_for_blink, lid_colors
+    from render.enhance import chosen_models, restore_faces, upscale_over
 
     background = background or BackgroundSpec()
     options = options or RenderOptions()
+    face_model, upscaler = chosen_models(options.enhance, enhancers)
     camera_spec = output_camera(avatar, options)
     bg = background_image(background, avatar.background.numpy(), camera_spec.width, camera_spec.height)
     render_spec = camera_spec
-    if options.upscale and camera_spec.width > avatar.camera.width:
+    if upscaler is not None or (options.upscale and camera_spec.width > avatar.camera.width):
         render_spec = output_camera(avatar, RenderOptions(size=avatar.camera.width + avatar.camera.width % 2))
     camera = render_spec.to_camera()
-    upscaling = render_spec.width != camera_spec.width
+    output_view = camera_spec.to_camera()
+    upscaling = render_spec.width != camera_spec.width or upscaler is not None
+    small_bg = None
+    if upscaler is not None:
+        small_bg = background_image(background, avatar.background.numpy(), render_spec.width, render_spec.height)
     black = torch.zeros(3)
+    enhance_seconds = 0.0
     total = motion.num_frames
     done = 0
     lids = lid_colors(avatar) if np.any(motion.blink > FADE_FROM) else None  # closed lids show skin, not the eye
@@ -145,12 +165,28 @@ def render_frames(avatar, motion, background: BackgroundSpec | None = None, opti
                 colors = None
                 if lids is not None:
                     colors = colors_for_blink(avatar.gaussians["colors"], lids, float(motion.blink[start + i]))
-                if upscaling:
+                if upscaler is not None:
+                    out = avatar.render(vertices[i], black, camera=camera, backend=options.backend, colors=colors)
+                    small = out.color + (1 - out.alpha[..., None]) * small_bg
+                    small = (small.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+                    start_enhance = time.perf_counter()
+                    color = torch.from_numpy(upscale_over(small, out.alpha.numpy(), bg.numpy(), upscaler))
+                    enhance_seconds += time.perf_counter() - start_enhance
+                elif upscaling:
                     out = avatar.render(vertices[i], black, camera=camera, backend=options.backend, colors=colors)
                     color = _upscale_over(out.color, out.alpha, bg)
                 else:
                     color = avatar.render(vertices[i], bg, camera=camera, backend=options.backend, colors=colors).color
                 batch[i] = (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+                if face_model is not None:
+                    start_enhance = time.perf_counter()
+                    batch[i:i + 1] = restore_faces(batch[i:i + 1], vertices[i:i + 1], output_view, face_model,
+                                                   options.face_strength)
+                    enhance_seconds += time.perf_counter() - start_enhance
+                if progress is not None and (face_model is not None or upscaler is not None):
+                    progress("frames", (start + i + 1) / total, {"frame": start + i + 1, "frames": total})
+            if timings is not None:
+                timings["enhance"] = enhance_seconds
             done = stop
             if progress is not None:
                 progress("frames", done / total, {"frame": done, "frames": total})
@@ -181,11 +217,12 @@ class VideoResult:
 
 def motion_to_video(avatar, motion, waveform: np.ndarray, sample_rate: int, out_path: str | Path,
                     background: BackgroundSpec | None = None, options: RenderOptions | None = None,
-                    progress: ProgressCallback | None = None) -> VideoResult:
+                    progress: ProgressCallback | None = None, enhancers=None) -> VideoResult:
     """Render `motion` on `avatar` and write an H.264 + AAC MP4 with `waveform` as its sound.
 
     The frame count is the motion's (round(audio seconds x fps)); encoding runs in ffmpeg concurrently with
-    rendering, so "encoding" is only the time to finish and mux after the last frame.
+    rendering, so "encoding" is only the time to finish and mux after the last frame. With enhancers
+    (`options.enhance`), their seconds are split out of "frames" as "enhance".
     """
     from render.video import VideoWriter
 
@@ -196,9 +233,12 @@ def motion_to_video(avatar, motion, waveform: np.ndarray, sample_rate: int, out_
     writer = VideoWriter(out_path, size, height, motion.fps, waveform, sample_rate, expected_frames=motion.num_frames)
     try:
         start = time.perf_counter()
-        for batch in render_frames(avatar, motion, background, options, progress):
+        spent: dict = {}
+        for batch in render_frames(avatar, motion, background, options, progress, enhancers, spent):
             writer.write(batch)
-        timings["frames"] = time.perf_counter() - start
+        timings["frames"] = time.perf_counter() - start - spent.get("enhance", 0.0)
+        if options.enhance != "none":
+            timings["enhance"] = spent.get("enhance", 0.0)
         if progress is not None:
             progress("encoding", 0.0, {})
         start = time.perf_counter()

@@ -10,14 +10,14 @@ from tests.talking_fixtures import StudioServer, studio_home
 pytest.importorskip("gradio_client")
 
 ARGS = dict(audio=None, avatar="tiny", voice="joe", background="color", color="#205080", image=None,
-            head_motion=1.0, expression=1.0, still=False, emotion="neutral")
+            head_motion=1.0, expression=1.0, still=False, emotion="neutral", size="avatar's own", enhance="none")
 
 
 def _call(client, text, **overrides):
     args = {**ARGS, **overrides}
     return client.predict(text, args["audio"], args["avatar"], args["voice"], args["background"], args["color"],
                           args["image"], args["head_motion"], args["expression"], args["still"], args["emotion"],
-                          api_name="/generate")
+                          args["size"], args["enhance"], api_name="/generate")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,8 @@ def test_generates_a_video_and_files_it_in_the_library(studio, client):
     ("Hi.", {"voice": "nobody"}, "unknown voice"),
     ("x" * 5001, {}, "limit is 5000"),
     ("Hi.", {"background": "image", "image": None}, "needs an image"),
+    ("Hi.", {"enhance": "face"}, "GFPGAN weights not found"),  # the studio's model folders are empty
+    ("Hi.", {"enhance": "face+upscale"}, "Real-ESRGAN weights not found"),
 ])
 def test_bad_input_gets_a_clear_message(client, text, overrides, message):
     from gradio_client.exceptions import AppError
