@@ -223,9 +223,9 @@ def build_studio(home):
                         size = gr.Dropdown([OWN_SIZE, "512", "768", "1024"], value=OWN_SIZE,
                                            label="Video width = height in pixels")
                         enhance = gr.Dropdown(list(ENHANCE_KINDS), value="none", label="Enhance",
-                                              info="GFPGAN faces / Real-ESRGAN upscaling: needs their weights in "
-                                                   "models/ (python app.py models); slow on a CPU: about 2.5 s "
-                                                   "(face) and 0.5-0.9 s (upscale) per frame")
+                                              info="GFPGAN faces / Wav2Lip lips / Real-ESRGAN upscaling: needs "
+                                                   "their weights in models/ (python app.py models); slow on a "
+                                                   "CPU: about 2.5 s (face) and 0.5-0.9 s (upscale) per frame")
                     make = gr.Button("Generate video", variant="primary", elem_id="generate")
                 with gr.Column():
                     video = gr.Video(label="Video", elem_id="video")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from animation.motion import EMOTIONS
-    from render.enhance import ENHANCE_KINDS
+    from render.enhance import check_enhance_kind
     from render.pipeline import BACKGROUND_KINDS
 
     say = subparsers.add_parser("say", help="make a talking video from a script or an audio file",
@@ -36,10 +36,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     say.add_argument("--emotion", choices=sorted(EMOTIONS), default="neutral")
     say.add_argument("--seed", type=int, default=0)
     say.add_argument("--backend", default="auto", help="rasterizer backend (auto, cpu, gsplat)")
-    say.add_argument("--enhance", choices=ENHANCE_KINDS, default="none",
-                     help="GFPGAN face restoration and/or Real-ESRGAN upscaling; needs their weights in models/ "
-                          "(see `python app.py models`); slow on a CPU: about 2.5 s per frame for face, 0.5-0.9 s "
-                          "for upscale (realesr-general-x4v3), so a 30 s video takes 7-50 minutes")
+    say.add_argument("--enhance", type=check_enhance_kind, default="none", metavar="PARTS",
+                     help="none, or any of upscale (Real-ESRGAN), lips (Wav2Lip), face (GFPGAN) joined by '+', "
+                          "e.g. lips+face; needs their weights in models/ (see `python app.py models`); slow on a "
+                          "CPU: about 2.5 s per frame for face, 0.5-0.9 s for upscale (realesr-general-x4v3), so a "
+                          "30 s video takes 7-50 minutes")
     say.add_argument("--face-strength", type=float, default=0.7, help="with --enhance face: GFPGAN's share, 0..1")
     say.add_argument("--motion-out", type=Path, default=None, help="also save the Motion as JSON here")
     say.set_defaults(handler=run_say)

@@ -1,71 +1,89 @@
-"""Optional enhancers after the rasterizer: GFPGAN face restoration and Real-ESRGAN upscaling.
+"""Optional enhancers after the rasterizer: Wav2Lip lips, Real-ESRGAN upscaling and GFPGAN face restoration.
 
-Both need weights that nothing here downloads (`render.gfpgan`, `render.realesrgan`: a `.safetensors` file in
-`models/gfpgan/` or `models/realesrgan/`; `python app.py models` says what is there and converts upstream `.pth`
-files). A request names what it wants in `RenderOptions.enhance`:
+All need weights that nothing here downloads (`render.wav2lip`, `render.realesrgan`, `render.gfpgan`: a
+`.safetensors` file in `models/wav2lip/`, `models/realesrgan/` or `models/gfpgan/`; `python app.py models` says
+what is there and converts upstream `.pth` files). A request names what it wants in `RenderOptions.enhance`:
+"none", or any "+"-joined set of these parts, applied in this order whatever order they are written in:
 
 - "upscale": the avatar is rendered at its own (training) resolution over the background scaled to that size,
   Real-ESRGAN enlarges the picture, which is resized to the output size (area-averaged when the model's factor
   overshoots), and the result is laid over the full-size background by the Lanczos-enlarged coverage, so a
   picture background keeps its own sharpness. Without "upscale" the renderer's own Lanczos path is used.
-- "face": each output frame's face is restored by GFPGAN. Its five alignment points (eye centres, nose tip,
-  mouth corners) come from the posed mesh, not from a face detector: the frame was drawn from that mesh, so the
-  points are exact and never miss a face. Mixed with the frame by `RenderOptions.face_strength`.
-- "face+upscale": both, upscaling first, so the face is restored at the output resolution.
+- "lips": Wav2Lip redraws the lower half of each frame's face box from the speech around that frame (its mel
+  spectrogram), over the avatar's own mouth: the public 2D lip-sync model that users of the open systems run,
+  here as an option for people who have its weights.
+- "face": each output frame's face is restored by GFPGAN (after "lips", as people pair the two: Wav2Lip's
+  96 px mouth is soft). Mixed with the frame by `RenderOptions.face_strength`.
+The face box and the five alignment points (eye centres, nose tip, mouth corners) come from the posed mesh, not
+from a face detector: the frame was drawn from that mesh, so they are exact and never miss a face.
 
-Both are slow on a CPU (seconds per frame; `bench/RESULTS.md`), so the studio keeps them off by default.
+All are slow on a CPU (seconds per frame; `bench/RESULTS.md`), so the studio keeps them off by default.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import Tensor
 
-ENHANCE_KINDS = ("none", "face", "upscale", "face+upscale")
+ENHANCE_PARTS = ("upscale", "lips", "face")  # in the order they are applied
+ENHANCE_KINDS = ("none", "face", "upscale", "face+upscale", "lips", "lips+face", "lips+face+upscale")  # for menus
 # FaceMesh vertices (the first 468 of the extended mesh) behind the five points GFPGAN aligns by.
 EYE_CORNERS = ((33, 133), (362, 263))  # each eye's two corners; their midpoint is the eye centre
 NOSE_TIP = 1
 MOUTH_CORNERS = (61, 291)  # outer lip corners
 
 
+def enhance_parts(kind: str) -> tuple[str, ...]:
+    """The parts a `RenderOptions.enhance` value names, in `ENHANCE_PARTS` order ("none" -> ())."""
+    if not isinstance(kind, str):
+        raise ValueError(f"enhance must be text such as 'face+upscale', got {type(kind).__name__}")
+    if kind == "none":
+        return ()
+    parts = kind.split("+")
+    unknown = [part for part in parts if part not in ENHANCE_PARTS]
+    if unknown or len(set(parts)) != len(parts):
+        raise ValueError(f"enhance must be 'none' or parts from {', '.join(ENHANCE_PARTS)} joined by '+' (each "
+                         f"once), e.g. 'lips+face'; got {kind!r}")
+    return tuple(part for part in ENHANCE_PARTS if part in parts)
+
+
 def check_enhance_kind(kind: str) -> str:
-    if kind not in ENHANCE_KINDS:
-        raise ValueError(f"enhance must be one of {', '.join(ENHANCE_KINDS)}; got {kind!r}")
+    enhance_parts(kind)
     return kind
 
 
 def wants_face(kind: str) -> bool:
-    return "face" in check_enhance_kind(kind)
+    return "face" in enhance_parts(kind)
 
 
 def wants_upscale(kind: str) -> bool:
-    return "upscale" in check_enhance_kind(kind)
+    return "upscale" in enhance_parts(kind)
+
+
+def wants_lips(kind: str) -> bool:
+    return "lips" in enhance_parts(kind)
 
 
 @dataclass(frozen=True)
 class Enhancers:
     """Loaded enhancer models (None where not wanted): face = `render.gfpgan.GFPGAN`, upscaler =
-    `render.realesrgan.RealESRGAN`."""
+    `render.realesrgan.RealESRGAN`, lips = `render.wav2lip.Wav2Lip`."""
 
     face: object | None = None
     upscaler: object | None = None
+    lips: object | None = None
 
     def describe(self) -> list[str]:
-        return [model.describe() for model in (self.upscaler, self.face) if model is not None]
+        return [model.describe() for model in (self.upscaler, self.lips, self.face) if model is not None]
 
 
 def missing_weights(kind: str) -> str | None:
     """A sentence naming the weights `kind` needs and does not find (None: all there). Cheap: no model loads."""
-    from render import gfpgan, realesrgan
+    from render import gfpgan, realesrgan, wav2lip
 
-    missing = []
-    if wants_upscale(kind) and realesrgan.find_weights() is None:
-        missing.append(realesrgan.missing_message())
-    if wants_face(kind) and gfpgan.find_weights() is None:
-        missing.append(gfpgan.missing_message())
+    modules = {"upscale": realesrgan, "lips": wav2lip, "face": gfpgan}
+    missing = [modules[part].missing_message() for part in enhance_parts(kind) if modules[part].find_weights() is None]
     return " ".join(missing) or None
 
 
@@ -73,24 +91,29 @@ def load_enhancers(kind: str) -> Enhancers:
     """The models `kind` needs, from their default folders (FileNotFoundError with a sentence when absent)."""
     from render.gfpgan import GFPGAN
     from render.realesrgan import RealESRGAN
+    from render.wav2lip import Wav2Lip
 
     problem = missing_weights(kind)
     if problem:
         raise FileNotFoundError(problem)
     return Enhancers(face=GFPGAN.load() if wants_face(kind) else None,
-                     upscaler=RealESRGAN.load() if wants_upscale(kind) else None)
+                     upscaler=RealESRGAN.load() if wants_upscale(kind) else None,
+                     lips=Wav2Lip.load() if wants_lips(kind) else None)
 
 
-def chosen_models(kind: str, enhancers: Enhancers | None) -> tuple[object | None, object | None]:
-    """(face model, upscaler) that `kind` asks for, from `enhancers` (None: loaded from the default folders)."""
+def chosen_models(kind: str, enhancers: Enhancers | None) -> Enhancers:
+    """The models `kind` asks for (the others None), from `enhancers` (None: loaded from the default folders)."""
     if kind == "none":
-        return None, None
+        return Enhancers()
     enhancers = enhancers if enhancers is not None else load_enhancers(kind)
-    face = enhancers.face if wants_face(kind) else None
-    upscaler = enhancers.upscaler if wants_upscale(kind) else None
-    if (wants_face(kind) and face is None) or (wants_upscale(kind) and upscaler is None):
-        raise ValueError(f"enhance {kind!r} needs models that were not loaded")
-    return face, upscaler
+    chosen = Enhancers(face=enhancers.face if wants_face(kind) else None,
+                       upscaler=enhancers.upscaler if wants_upscale(kind) else None,
+                       lips=enhancers.lips if wants_lips(kind) else None)
+    absent = [part for part, model in (("face", chosen.face), ("upscale", chosen.upscaler), ("lips", chosen.lips))
+              if part in enhance_parts(kind) and model is None]
+    if absent:
+        raise ValueError(f"enhance {kind!r} needs models that were not loaded: {', '.join(absent)}")
+    return chosen
 
 
 def face_points(vertices: Tensor, camera) -> np.ndarray:
@@ -116,6 +139,25 @@ def face_points(vertices: Tensor, camera) -> np.ndarray:
     eyes = _left_to_right(eyes)
     mouth = _left_to_right(mouth)
     return torch.cat([eyes, pixels[:, 4:5], mouth], 1).numpy()
+
+
+def face_boxes(vertices: Tensor, camera, bottom_pad: float = 0.05) -> np.ndarray:
+    """Face boxes of posed frames for Wav2Lip -> [B, 4] pixels (x0, y0, x1, y1), OpenCV convention: the box
+    around the projected FaceMesh vertices (forehead to chin, cheek to cheek), its bottom moved down by
+    `bottom_pad` of its height so the chin stays inside (upstream pads its detector's boxes by 10 px at 96-256 px
+    faces). vertices: [B, V, 3] world-space extended-mesh vertices (V >= 468)."""
+    if vertices.dim() != 3 or vertices.shape[-1] != 3 or vertices.shape[1] < 468:
+        raise ValueError(f"vertices must have shape [B, V >= 468, 3], got {list(vertices.shape)}")
+    points = vertices[:, :468].double()
+    w2c = camera.world_to_camera.double()
+    points = points @ w2c[:3, :3].T + w2c[:3, 3]
+    if bool((points[..., 2] <= 0).any()):
+        raise ValueError("a face point is behind the camera")
+    x = camera.fx * points[..., 0] / points[..., 2] + camera.cx - 0.5
+    y = camera.fy * points[..., 1] / points[..., 2] + camera.cy - 0.5
+    boxes = torch.stack([x.amin(1), y.amin(1), x.amax(1), y.amax(1)], 1)
+    boxes[:, 3] += bottom_pad * (boxes[:, 3] - boxes[:, 1])
+    return boxes.numpy()
 
 
 def _left_to_right(pair: Tensor) -> Tensor:  # pair: [B, 2, 2] -> the same points, smaller x first
@@ -150,8 +192,3 @@ def restore_faces(frames: np.ndarray, vertices: Tensor, camera, face_model, stre
     if strength == 0.0:
         return frames
     return face_model.restore(frames, face_points(vertices, camera), strength=strength)
-
-
-def models_folder() -> Path:
-    """`<repo>/models`, where optional weights live."""
-    return Path(__file__).resolve().parents[1] / "models"

@@ -2,7 +2,7 @@
 
 Stages (reported to `progress(stage, fraction, info)` and timed): speech (Piper TTS, or timing of an uploaded
 recording), motion, frames, encoding (and enhance, timed apart from frames, when `RenderOptions.enhance` asks
-for GFPGAN / Real-ESRGAN). A `Generator` keeps the TTS voice, loaded avatars and enhancer models in memory so
+for Real-ESRGAN / Wav2Lip / GFPGAN). A `Generator` keeps the TTS voice, loaded avatars and enhancer models in memory so
 the studio and batch callers pay the loading cost once; the `say` command uses one for a single video.
 """
 from __future__ import annotations
@@ -121,17 +121,18 @@ class Generator:
         """`render.enhance.Enhancers` for `kind`, each model loaded once (None for "none")."""
         if kind == "none":
             return None
-        from render.enhance import Enhancers, load_enhancers, wants_face, wants_upscale
+        from render.enhance import Enhancers, enhance_parts, load_enhancers
 
         with self._lock:
-            wanted = [part for part in ("face", "upscale") if part not in self._enhancers and
-                      (wants_face(kind) if part == "face" else wants_upscale(kind))]
+            wanted = [part for part in enhance_parts(kind) if part not in self._enhancers]
             if wanted:
                 loaded = load_enhancers("+".join(wanted))
-                self._enhancers.update({"face": loaded.face} if loaded.face else {})
-                self._enhancers.update({"upscale": loaded.upscaler} if loaded.upscaler else {})
-            return Enhancers(face=self._enhancers.get("face") if wants_face(kind) else None,
-                             upscaler=self._enhancers.get("upscale") if wants_upscale(kind) else None)
+                self._enhancers.update({part: model for part, model in
+                                        (("face", loaded.face), ("upscale", loaded.upscaler), ("lips", loaded.lips))
+                                        if model is not None})
+            return Enhancers(**{slot: self._enhancers[part] for part, slot in
+                                (("face", "face"), ("upscale", "upscaler"), ("lips", "lips"))
+                                if part in enhance_parts(kind)})
 
     def forget(self, name: str) -> None:
         with self._lock:

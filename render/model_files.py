@@ -31,7 +31,7 @@ class OptionalModel:
 
 def optional_models() -> list[OptionalModel]:
     from audio import f5tts
-    from render import gfpgan, realesrgan
+    from render import gfpgan, realesrgan, wav2lip
 
     def f5_found():
         found = f5tts.find_model()
@@ -41,6 +41,8 @@ def optional_models() -> list[OptionalModel]:
         OptionalModel("Real-ESRGAN", "say --enhance upscale (sharper upscaling than Lanczos)",
                       realesrgan.find_weights, realesrgan.default_model_dir,
                       "RealESRGAN_x4plus or realesr-general-x4v3 as .safetensors"),
+        OptionalModel("Wav2Lip", "say --enhance lips (2D lip sync redrawn over the avatar's mouth)",
+                      wav2lip.find_weights, wav2lip.default_model_dir, "wav2lip_gan or wav2lip as .safetensors"),
         OptionalModel("GFPGAN", "say --enhance face (restored eyes, teeth and skin)",
                       gfpgan.find_weights, gfpgan.default_model_dir, "GFPGANv1.4 (or v1.3) as .safetensors"),
         OptionalModel("F5-TTS", "voice speak --backend f5tts (zero-shot voice cloning)",
@@ -122,5 +124,6 @@ def run_models(args: argparse.Namespace) -> int:
         found = model.find()
         state = f"found: {found}" if found is not None else f"absent: put {model.expects} in {model.folder()}"
         print(f"{model.name:12} {model.enables}\n{'':12} {state}")
-    print("Nothing is downloaded; convert upstream .pth files with: python app.py models convert IN.pth OUT.safetensors")
+    print("Nothing is downloaded; convert upstream .pth files with: "
+          "python app.py models convert IN.pth OUT.safetensors")
     return 0

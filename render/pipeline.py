@@ -47,8 +47,8 @@ class RenderOptions:
     at that resolution and upscale colour and coverage (Lanczos) before compositing over the full-size
     background, instead of rasterizing every output pixel. The Gaussians were fitted at the training
     resolution, so rasterizing finer adds cost but little detail (4x the pixels at 2x the size).
-    enhance: optional enhancers with local weights, one of `render.enhance.ENHANCE_KINDS` ("none", "face" =
-    GFPGAN, "upscale" = Real-ESRGAN in place of Lanczos, "face+upscale"); face_strength: GFPGAN's share of the
+    enhance: optional enhancers with local weights (`render.enhance`): "none" or parts joined by "+": "upscale"
+    (Real-ESRGAN in place of Lanczos), "lips" (Wav2Lip), "face" (GFPGAN); face_strength: GFPGAN's share of the
     face, 0..1."""
 
     size: int | None = None
@@ -128,18 +128,28 @@ def output_camera(avatar, options: RenderOptions):
 
 
 def render_frames(avatar, motion, background: BackgroundSpec | None = None, options: RenderOptions | None = None,
-                  progress: ProgressCallback | None = None, enhancers=None, timings: dict | None = None):
+                  progress: ProgressCallback | None = None, enhancers=None, timings: dict | None = None,
+                  audio: tuple[np.ndarray, int] | None = None):
     """Yield uint8 frames [B, H, W, 3] for the whole motion, batch by batch (closed eyelids recoloured,
     `avatar.eyelids`).
 
     enhancers: `render.enhance.Enhancers` for `options.enhance` (None: loaded from the default model folders);
-    timings: if given, timings["enhance"] accumulates the seconds spent in them."""
+    timings: if given, timings["enhance"] accumulates the seconds spent in them; audio: (waveform [S], sample
+    rate) of the speech, needed by the "lips" enhancer."""
     from avatar.eyelids import FADE_FROM, colors_for_blink, lid_colors
-    from render.enhance import chosen_models, restore_faces, upscale_over
+    from render.enhance import chosen_models, face_boxes, restore_faces, upscale_over
 
     background = background or BackgroundSpec()
     options = options or RenderOptions()
-    face_model, upscaler = chosen_models(options.enhance, enhancers)
+    chosen = chosen_models(options.enhance, enhancers)
+    face_model, upscaler, lips_model = chosen.face, chosen.upscaler, chosen.lips
+    mel_windows = None
+    if lips_model is not None:
+        if audio is None:
+            raise ValueError("the 'lips' enhancer needs the speech audio")
+        from render.wav2lip import mel_spectrogram, mel_windows as windows_of
+
+        mel_windows = windows_of(mel_spectrogram(*audio), motion.fps, motion.num_frames)
     camera_spec = output_camera(avatar, options)
     bg = background_image(background, avatar.background.numpy(), camera_spec.width, camera_spec.height)
     render_spec = camera_spec
@@ -178,12 +188,17 @@ def render_frames(avatar, motion, background: BackgroundSpec | None = None, opti
                 else:
                     color = avatar.render(vertices[i], bg, camera=camera, backend=options.backend, colors=colors).color
                 batch[i] = (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+                if lips_model is not None:
+                    start_enhance = time.perf_counter()
+                    boxes = face_boxes(vertices[i:i + 1], output_view)
+                    batch[i:i + 1] = lips_model.sync(batch[i:i + 1], boxes, mel_windows[start + i:start + i + 1])
+                    enhance_seconds += time.perf_counter() - start_enhance
                 if face_model is not None:
                     start_enhance = time.perf_counter()
                     batch[i:i + 1] = restore_faces(batch[i:i + 1], vertices[i:i + 1], output_view, face_model,
                                                    options.face_strength)
                     enhance_seconds += time.perf_counter() - start_enhance
-                if progress is not None and (face_model is not None or upscaler is not None):
+                if progress is not None and options.enhance != "none":
                     progress("frames", (start + i + 1) / total, {"frame": start + i + 1, "frames": total})
             if timings is not None:
                 timings["enhance"] = enhance_seconds
@@ -234,7 +249,8 @@ def motion_to_video(avatar, motion, waveform: np.ndarray, sample_rate: int, out_
     try:
         start = time.perf_counter()
         spent: dict = {}
-        for batch in render_frames(avatar, motion, background, options, progress, enhancers, spent):
+        for batch in render_frames(avatar, motion, background, options, progress, enhancers, spent,
+                                   (waveform, sample_rate)):
             writer.write(batch)
         timings["frames"] = time.perf_counter() - start - spent.get("enhance", 0.0)
         if options.enhance != "none":

@@ -87,7 +87,8 @@ class StudioServer:
         root = Path(__file__).resolve().parents[1]
         env = {**os.environ, "TALKING_AVATAR_HOME": str(self.home), "GRADIO_ANALYTICS_ENABLED": "False",
                "OMP_WAIT_POLICY": "PASSIVE", "TALKING_AVATAR_GFPGAN_DIR": str(Path(self.home) / "no-models"),
-               "TALKING_AVATAR_REALESRGAN_DIR": str(Path(self.home) / "no-models")}
+               "TALKING_AVATAR_REALESRGAN_DIR": str(Path(self.home) / "no-models"),
+               "TALKING_AVATAR_WAV2LIP_DIR": str(Path(self.home) / "no-models")}
         self.log = open(Path(self.home) / "server.log", "w")
         self.process = subprocess.Popen([sys.executable, str(root / "app.py"), "--port", str(self.port)], cwd=root,
                                         env=env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from animation.motion import Motion
-from render.enhance import Enhancers, chosen_models, face_points, upscale_over
+from render.enhance import Enhancers, chosen_models, enhance_parts, face_boxes, face_points, upscale_over
 from render.pipeline import BackgroundSpec, RenderOptions, output_camera, render_frames
 from tests.talking_fixtures import tiny_avatar
 
@@ -119,6 +119,46 @@ def test_upscaler_replaces_lanczos_and_keeps_a_picture_background_sharp(avatar):
     assert "enhance" in timings
 
 
+class PaintingLipsModel:
+    """Stand-in Wav2Lip: fills the lower half of each face box with one colour, remembering boxes and mels."""
+
+    def __init__(self):
+        self.boxes, self.mels = [], []
+
+    def sync(self, frames, boxes, mels, strength=1.0):
+        self.boxes.append(boxes.copy())
+        self.mels.append(mels.copy())
+        out = frames.copy()
+        for b, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
+            out[b, (y0 + y1) // 2:y1 + 1, x0:x1 + 1] = (255, 0, 255)
+        return out
+
+    def describe(self):
+        return "paints"
+
+
+def test_lips_get_the_face_box_and_the_speech_around_each_frame(avatar):
+    from render.wav2lip import mel_spectrogram, mel_windows
+
+    motion = _still_motion(avatar, 4)
+    lips = PaintingLipsModel()
+    sample_rate = 16000
+    waveform = np.sin(np.linspace(0, 400 * np.pi, int(sample_rate * motion.num_frames / motion.fps))) * 0.3
+    options = RenderOptions(size=96, enhance="lips")
+    frames = np.concatenate(list(render_frames(avatar, motion, BackgroundSpec("color", color="#000000"), options,
+                                               enhancers=Enhancers(lips=lips), audio=(waveform, sample_rate))))
+    camera = output_camera(avatar, RenderOptions(size=96)).to_camera()
+    boxes = np.concatenate(lips.boxes)
+    assert np.allclose(boxes, face_boxes(motion.vertices(avatar, 0, 4), camera))
+    points = face_points(motion.vertices(avatar, 0, 4), camera)
+    x0, y0, x1, y1 = boxes[0]
+    assert x0 < points[0, 0, 0] < points[0, 1, 0] < x1 and y0 < points[0, 0, 1] < points[0, 3, 1] < y1  # the face
+    assert np.allclose(np.concatenate(lips.mels), mel_windows(mel_spectrogram(waveform, sample_rate), motion.fps, 4))
+    assert (frames[:, int(y1) - 1, int((x0 + x1) / 2)] == (255, 0, 255)).all()  # its output reaches the video
+    with pytest.raises(ValueError, match="needs the speech audio"):
+        next(render_frames(avatar, motion, None, options, enhancers=Enhancers(lips=lips)))
+
+
 def test_upscale_over_composites_by_coverage():
     small = np.full((16, 16, 3), 200, np.uint8)
     alpha = np.zeros((16, 16), np.float32)
@@ -132,13 +172,20 @@ def test_upscale_over_composites_by_coverage():
 
 
 def test_enhance_options_are_checked():
-    with pytest.raises(ValueError, match="enhance must be one of"):
+    with pytest.raises(ValueError, match="enhance must be 'none' or parts"):
         RenderOptions(enhance="sharpen")
     with pytest.raises(ValueError, match="face strength"):
         RenderOptions(face_strength=1.5)
-    assert chosen_models("none", None) == (None, None)
-    with pytest.raises(ValueError, match="not loaded"):
-        chosen_models("face", Enhancers(upscaler=NearestUpscaler()))
+    assert chosen_models("none", None) == Enhancers()
+    upscaler = NearestUpscaler()
+    both = Enhancers(upscaler=upscaler, face=MarkingFaceModel())
+    assert chosen_models("upscale", both) == Enhancers(upscaler=upscaler)
+    with pytest.raises(ValueError, match="not loaded: face"):
+        chosen_models("face+upscale", Enhancers(upscaler=upscaler))
+    assert enhance_parts("face+lips+upscale") == enhance_parts("upscale+lips+face") == ("upscale", "lips", "face")
+    for bad in ("face+face", "lips+", "sharpen", "", "None"):
+        with pytest.raises(ValueError, match="joined by"):
+            enhance_parts(bad)
 
 
 # --- the converter -----------------------------------------------------------------------------------------
@@ -192,7 +239,7 @@ def test_convert_refuses_code_and_non_checkpoints(tmp_path):
 
 # --- end to end through the command line, with tiny real models ---------------------------------------------
 
-def _say(tmp_path, *args, gfpgan_dir, esrgan_dir):
+def _say(tmp_path, *args, gfpgan_dir, esrgan_dir, wav2lip_dir):
     import os
     import subprocess
     import sys
@@ -203,35 +250,40 @@ def _say(tmp_path, *args, gfpgan_dir, esrgan_dir):
     if not (home / "avatars" / "tiny").exists():
         tiny_avatar(size=48).save(home / "avatars" / "tiny")
     env = {**os.environ, "TALKING_AVATAR_HOME": str(home), "TALKING_AVATAR_GFPGAN_DIR": str(gfpgan_dir),
-           "TALKING_AVATAR_REALESRGAN_DIR": str(esrgan_dir), "OMP_NUM_THREADS": "1"}
+           "TALKING_AVATAR_REALESRGAN_DIR": str(esrgan_dir), "TALKING_AVATAR_WAV2LIP_DIR": str(wav2lip_dir),
+           "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(root / "app.py"), "say", "--avatar", "tiny", *args], cwd=root,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_say_with_both_enhancers_and_without_their_weights(tmp_path):
+def test_say_with_all_enhancers_and_without_their_weights(tmp_path):
     from safetensors.torch import save_file
 
     import render.realesrgan as esr
     from render.video import probe
     from tests.test_gfpgan import save_tiny
+    from tests.test_wav2lip import save_tiny as save_tiny_wav2lip
 
     gfpgan_dir = save_tiny(tmp_path / "gfpgan")
+    wav2lip_dir = save_tiny_wav2lip(tmp_path / "wav2lip")
     network = esr.build_network(esr.ESRGANConfig("srvgg", 2, num_feat=8, num_conv=2))
     (tmp_path / "esrgan").mkdir()
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp_path / "esrgan" / "tiny.safetensors"))
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()},
+              str(tmp_path / "esrgan" / "tiny.safetensors"))
     out = tmp_path / "enhanced.mp4"
-    done = _say(tmp_path, "--text", "Hello.", "--size", "96", "--enhance", "face+upscale", "--out", str(out),
-                gfpgan_dir=gfpgan_dir, esrgan_dir=tmp_path / "esrgan")
+    done = _say(tmp_path, "--text", "Hello.", "--size", "96", "--enhance", "face+lips+upscale", "--out", str(out),
+                gfpgan_dir=gfpgan_dir, esrgan_dir=tmp_path / "esrgan", wav2lip_dir=wav2lip_dir)
     assert done.returncode == 0, done.stderr[-2000:]
     info = probe(out)
     assert (info.width, info.height) == (96, 96) and info.video_codec == "h264" and info.audio_codec == "aac"
     assert "enhance" in done.stdout  # timed as its own stage
+    assert done.stdout.count("note: enhanced by") == 3
 
     empty = tmp_path / "no-weights"
     empty.mkdir()
-    for kind, name in (("face", "GFPGAN"), ("upscale", "Real-ESRGAN")):
+    for kind, name in (("face", "GFPGAN"), ("upscale", "Real-ESRGAN"), ("lips", "Wav2Lip")):
         bad = _say(tmp_path, "--text", "Hello.", "--enhance", kind, "--out", str(tmp_path / "bad.mp4"),
-                   gfpgan_dir=empty, esrgan_dir=empty)
+                   gfpgan_dir=empty, esrgan_dir=empty, wav2lip_dir=empty)
         assert bad.returncode == 2 and f"{name} weights not found in {empty}" in bad.stderr, bad.stderr[-800:]
         assert "speech" not in bad.stderr  # refused before any stage ran
     assert not (tmp_path / "bad.mp4").exists()
@@ -248,9 +300,10 @@ def test_models_command_lists_what_is_found(tmp_path):
     root = Path(__file__).resolve().parents[1]
     gfpgan_dir = save_tiny(tmp_path / "gfpgan")
     env = {**os.environ, "TALKING_AVATAR_GFPGAN_DIR": str(gfpgan_dir),
-           "TALKING_AVATAR_REALESRGAN_DIR": str(tmp_path / "none"), "TALKING_AVATAR_F5TTS_DIR": str(tmp_path / "none")}
+           "TALKING_AVATAR_REALESRGAN_DIR": str(tmp_path / "none"), "TALKING_AVATAR_F5TTS_DIR": str(tmp_path / "none"),
+           "TALKING_AVATAR_WAV2LIP_DIR": str(tmp_path / "none")}
     done = subprocess.run([sys.executable, str(root / "app.py"), "models"], cwd=root, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1000:]
     assert f"found: {gfpgan_dir / 'GFPGANv1.4.safetensors'}" in done.stdout
-    assert done.stdout.count("absent:") == 2
+    assert done.stdout.count("absent:") == 3

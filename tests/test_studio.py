@@ -53,6 +53,7 @@ def test_generates_a_video_and_files_it_in_the_library(studio, client):
     ("Hi.", {"background": "image", "image": None}, "needs an image"),
     ("Hi.", {"enhance": "face"}, "GFPGAN weights not found"),  # the studio's model folders are empty
     ("Hi.", {"enhance": "face+upscale"}, "Real-ESRGAN weights not found"),
+    ("Hi.", {"enhance": "lips"}, "Wav2Lip weights not found"),
 ])
 def test_bad_input_gets_a_clear_message(client, text, overrides, message):
     from gradio_client.exceptions import AppError
