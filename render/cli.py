@@ -12,7 +12,6 @@ from pathlib import Path
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from animation.motion import EMOTIONS
-    from render.enhance import check_enhance_kind
     from render.pipeline import BACKGROUND_KINDS
 
     say = subparsers.add_parser("say", help="make a talking video from a script or an audio file",
@@ -36,7 +35,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     say.add_argument("--emotion", choices=sorted(EMOTIONS), default="neutral")
     say.add_argument("--seed", type=int, default=0)
     say.add_argument("--backend", default="auto", help="rasterizer backend (auto, cpu, gsplat)")
-    say.add_argument("--enhance", type=check_enhance_kind, default="none", metavar="PARTS",
+    say.add_argument("--enhance", type=_enhance_parts, default="none", metavar="PARTS",
                      help="none, or any of upscale (Real-ESRGAN), lips (Wav2Lip), face (GFPGAN) joined by '+', "
                           "e.g. lips+face; needs their weights in models/ (see `python app.py models`); slow on a "
                           "CPU: about 2.5 s per frame for face, 0.5-0.9 s for upscale (realesr-general-x4v3), so a "
@@ -44,6 +43,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     say.add_argument("--face-strength", type=float, default=0.7, help="with --enhance face: GFPGAN's share, 0..1")
     say.add_argument("--motion-out", type=Path, default=None, help="also save the Motion as JSON here")
     say.set_defaults(handler=run_say)
+
+
+def _enhance_parts(text: str) -> str:
+    from render.enhance import check_enhance_kind
+
+    try:
+        return check_enhance_kind(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run_say(args: argparse.Namespace) -> int:

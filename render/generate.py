@@ -2,8 +2,8 @@
 
 Stages (reported to `progress(stage, fraction, info)` and timed): speech (Piper TTS, or timing of an uploaded
 recording), motion, frames, encoding (and enhance, timed apart from frames, when `RenderOptions.enhance` asks
-for Real-ESRGAN / Wav2Lip / GFPGAN). A `Generator` keeps the TTS voice, loaded avatars and enhancer models in memory so
-the studio and batch callers pay the loading cost once; the `say` command uses one for a single video.
+for Real-ESRGAN / Wav2Lip / GFPGAN). A `Generator` keeps the TTS voice, loaded avatars and enhancer models in
+memory so the studio and batch callers pay the loading cost once; the `say` command uses one for a single video.
 """
 from __future__ import annotations
 

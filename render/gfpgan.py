@@ -10,7 +10,7 @@ Model folder (default `models/gfpgan/`, or `$TALKING_AVATAR_GFPGAN_DIR`, or a pa
                     keys with or without the "params_ema." / "params." prefix, e.g.
                         sd = torch.load("GFPGANv1.4.pth", map_location="cpu", weights_only=True)["params_ema"]
                         safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, "x.safetensors")
-                    With several files the last name in sorted order is used (GFPGANv1.4 over GFPGANv1.3).
+                    With several files: GFPGANv1.4, else GFPGANv1.3, else the last name in sorted order.
     config.json     optional, fields of `GFPGANConfig` overriding what is inferred from the weights (out_size,
                     num_style_feat, channel_multiplier, narrow, num_mlp, sft_half, different_w are read from
                     the shapes; input_is_latent cannot be and defaults to True, as GFPGANer).
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch
 from torch import Tensor
 
 from render import face_align
+from render.local_weights import check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint
 from render.gfpgan_arch import GFPGANConfig, GFPGANv1Clean
 
 __all__ = ["GFPGAN", "GFPGANConfig", "GFPGANv1Clean", "default_model_dir", "find_weights", "missing_message"]
@@ -43,41 +43,33 @@ __all__ = ["GFPGAN", "GFPGANConfig", "GFPGANv1Clean", "default_model_dir", "find
 MODEL_DIR_ENV = "TALKING_AVATAR_GFPGAN_DIR"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "gfpgan"
 CHECKPOINT_PREFIXES = ("params_ema.", "params.")  # upstream .pth wrappers, flattened into the key names
+PREFERRED_STEMS = ("GFPGANv1.4", "GFPGANv1.3")
 
 
 # ---- weights ------------------------------------------------------------------------------------------------
 
 def default_model_dir() -> Path:
-    configured = os.environ.get(MODEL_DIR_ENV, "").strip()
-    return Path(configured).expanduser() if configured else DEFAULT_MODEL_DIR
+    return model_dir(MODEL_DIR_ENV, DEFAULT_MODEL_DIR)
 
 
 def find_weights(where: str | Path | None = None) -> Path | None:
-    """The safetensors file at `where` (a file, or the last *.safetensors in a folder; default
-    `default_model_dir()`), or None. Cheap: nothing is read."""
-    where = Path(where).expanduser() if where is not None else default_model_dir()
-    if where.is_file():
-        return where if where.suffix == ".safetensors" else None
-    checkpoints = sorted(where.glob("*.safetensors")) if where.is_dir() else []
-    return checkpoints[-1] if checkpoints else None
+    """The safetensors file at `where` (a file, or a folder: default `default_model_dir()`; there GFPGANv1.4,
+    else GFPGANv1.3, else the last in sorted order), or None. Cheap: nothing is read."""
+    return find_safetensors(Path(where) if where is not None else default_model_dir(), "GFPGAN",
+                            preferred=PREFERRED_STEMS)
 
 
 def missing_message(where: str | Path | None = None) -> str:
     """One sentence: where GFPGAN weights were looked for and what to put there."""
     where = Path(where).expanduser() if where is not None else default_model_dir()
-    pickles = sorted(p.name for p in where.glob("*.pth")) if where.is_dir() else []
-    found = f" (found {pickles}: convert them to safetensors, .pth is never unpickled)" if pickles else ""
-    return (f"GFPGAN weights not found in {where}{found}: put GFPGANv1.4 (or v1.3) converted to safetensors there, "
-            f"e.g. {where / 'GFPGANv1.4.safetensors'} (python app.py models convert GFPGANv1.4.pth "
+    return (f"GFPGAN weights not found in {where}{pickle_hint(where)}: put GFPGANv1.4 (or v1.3) converted to "
+            f"safetensors there, e.g. {where / 'GFPGANv1.4.safetensors'} (python app.py models convert GFPGANv1.4.pth "
             f"{where / 'GFPGANv1.4.safetensors'}; or set {MODEL_DIR_ENV}). Nothing is downloaded.")
 
 
 def strip_checkpoint_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Keep the "params_ema." weights (else "params."), without the prefix; plain keys pass unchanged."""
-    for prefix in CHECKPOINT_PREFIXES:
-        if any(key.startswith(prefix) for key in state):
-            return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-    return dict(state)
+    return keep_prefixed(state, CHECKPOINT_PREFIXES)
 
 
 def infer_config(state: dict[str, Tensor], overrides: dict | None = None) -> GFPGANConfig:
@@ -113,14 +105,7 @@ def infer_config(state: dict[str, Tensor], overrides: dict | None = None) -> GFP
 
 def check_state_dict(state: dict[str, Tensor], expected: dict[str, Tensor], source: str) -> None:
     """ValueError naming the first missing / unexpected / wrongly shaped keys, if any."""
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    wrong = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
-             if key in state and tuple(state[key].shape) != tuple(value.shape)]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{source} is not a GFPGANv1Clean checkpoint for this config: {len(missing)} missing keys "
-                         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-                         f"{len(wrong)} of another shape (e.g. {wrong[:3]})")
+    check_fits(expected, state, source, "a GFPGANv1Clean checkpoint for this config")
 
 
 # ---- restorer -----------------------------------------------------------------------------------------------

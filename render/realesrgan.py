@@ -5,7 +5,8 @@ Model folder (default `models/realesrgan/`, or `$TALKING_AVATAR_REALESRGAN_DIR`,
                      RealESRGAN_x4plus, RealESRGAN_x2plus, RealESRGAN_x4plus_anime_6B (RRDBNet) or
                      realesr-general-x4v3, realesr-animevideov3 (SRVGGNetCompact). Keys may keep upstream's
                      "params_ema." / "params." prefix (params_ema is preferred, as upstream). Several files: the
-                     caller's `name` (file name or stem) wins, otherwise the first in sorted order.
+                     caller's `name` (file name or stem) wins, then realesr-general-x4v3 (fast enough for video),
+                     the other releases, else the last in sorted order.
     config.json      optional: `ESRGANConfig` fields that override what is inferred from the weights (needed only
                      for SRVGG weights with a parameter-free activation: "act_type": "relu" or "leakyrelu").
 Converting once: `python app.py models convert RealESRGAN_x4plus.pth models/realesrgan/RealESRGAN_x4plus.safetensors`
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -41,9 +41,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from render.local_weights import check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint
+
 MODEL_DIR_ENV = "TALKING_AVATAR_REALESRGAN_DIR"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "realesrgan"
 CHECKPOINT_PREFIXES = ("params_ema.", "params.")  # upstream checkpoints' dicts, preferred first
+PREFERRED_STEMS = ("realesr-general-x4v3", "RealESRGAN_x4plus", "RealESRGAN_x2plus", "realesr-animevideov3",
+                   "RealESRGAN_x4plus_anime_6B")  # with several files: fast enough for video first
 DEFAULT_TILE = 256  # input pixels per tile side, bounds memory (x4plus on 512x512: 4.8 GB whole, 1.6 GB tiled)
 DEFAULT_TILE_PAD = 10  # upstream's default overlap
 UNSHUFFLE_FOR_SCALE = {4: 1, 2: 2, 1: 4}  # RRDBNet: pixel-unshuffle factor of the input per output scale
@@ -185,16 +189,12 @@ def build_network(config: ESRGANConfig) -> nn.Module:
 # ---- weights ----------------------------------------------------------------------------------------------------
 
 def default_model_dir() -> Path:
-    configured = os.environ.get(MODEL_DIR_ENV, "").strip()
-    return Path(configured).expanduser() if configured else DEFAULT_MODEL_DIR
+    return model_dir(MODEL_DIR_ENV, DEFAULT_MODEL_DIR)
 
 
 def strip_checkpoint_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Keep the "params_ema." dict if present, else "params.", else the keys as they are."""
-    for prefix in CHECKPOINT_PREFIXES:
-        if any(key.startswith(prefix) for key in state):
-            return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-    return dict(state)
+    return keep_prefixed(state, CHECKPOINT_PREFIXES)
 
 
 def _layer_index(key: str) -> int | None:
@@ -246,43 +246,25 @@ def read_overrides(folder: Path) -> dict:
     return overrides
 
 
-def check_fits(network: nn.Module, state: dict[str, Tensor], source: str) -> None:
+def check_network_fits(network: nn.Module, state: dict[str, Tensor], source: str) -> None:
     """ValueError naming the first missing / unexpected / other-shaped keys, if `state` does not fit `network`."""
-    expected = network.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    wrong = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
-             if key in state and state[key].shape != value.shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{source} does not fit the inferred network: {len(missing)} missing keys (e.g. "
-                         f"{missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} of "
-                         f"another shape (e.g. {wrong[:2]})")
+    check_fits(network.state_dict(), state, source, "weights of the inferred network")
 
 
 def find_weights(where: str | Path | None = None, name: str | None = None) -> Path | None:
     """The weights file at `where` (a .safetensors file, or a folder: default `default_model_dir()`): in a folder
-    the one called `name` (file name or stem), else the first in sorted order; None if there is none."""
-    where = Path(where).expanduser() if where is not None else default_model_dir()
-    if where.is_file():
-        return where if where.suffix == ".safetensors" else None
-    candidates = sorted(where.glob("*.safetensors")) if where.is_dir() else []
-    if name is None or not candidates:
-        return candidates[0] if candidates else None
-    for path in candidates:
-        if name in (path.name, path.stem):
-            return path
-    raise FileNotFoundError(f"no Real-ESRGAN weights called {name!r} in {where}; there are "
-                            f"{[p.name for p in candidates]}. Nothing is downloaded")
+    the one called `name` (file name or stem), else realesr-general-x4v3 (the one fast enough for video), then
+    the other upstream releases, else the last in sorted order; None if there is none."""
+    return find_safetensors(Path(where) if where is not None else default_model_dir(), "Real-ESRGAN", name,
+                            PREFERRED_STEMS)
 
 
 def missing_message(where: str | Path | None = None) -> str:
     """One line: where the weights were looked for, what to put there, and that nothing is downloaded."""
     where = Path(where).expanduser() if where is not None else default_model_dir()
-    pickles = sorted(p.name for p in where.glob("*.pth")) if where.is_dir() else []
-    hint = f" (found {pickles}: convert them to safetensors, .pth is never unpickled)" if pickles else ""
-    return (f"Real-ESRGAN weights not found in {where}{hint}: put upstream realesr-general-x4v3 (fast enough for "
-            f"video) or RealESRGAN_x4plus converted to .safetensors there (python app.py models convert IN.pth "
-            f"OUT.safetensors; or set {MODEL_DIR_ENV}). Nothing is downloaded.")
+    return (f"Real-ESRGAN weights not found in {where}{pickle_hint(where)}: put upstream realesr-general-x4v3 "
+            f"(fast enough for video) or RealESRGAN_x4plus converted to .safetensors there (python app.py models "
+            f"convert IN.pth OUT.safetensors; or set {MODEL_DIR_ENV}). Nothing is downloaded.")
 
 
 # ---- upscaler ---------------------------------------------------------------------------------------------------
@@ -317,7 +299,7 @@ class RealESRGAN:
             raise ValueError(f"{path.name}: {error}") from None
         with torch.device("meta"):  # shapes only: the weights below replace every tensor
             network = build_network(config)
-        check_fits(network, state, path.name)
+        check_network_fits(network, state, path.name)
         network.load_state_dict(state, strict=True, assign=True)
         return RealESRGAN(network, config, path, device)
 

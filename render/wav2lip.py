@@ -49,7 +49,6 @@ about 0.7 GB peak. Loading the 145 MB of weights: ~0.1 s (memory-mapped).
 from __future__ import annotations
 
 import math
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,6 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from render.local_weights import check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint
 from render.wav2lip_arch import FACE_SIZE, MEL_BANDS, MEL_WINDOW, Wav2LipConfig, Wav2LipNet
 
 __all__ = ["Wav2Lip", "Wav2LipConfig", "Wav2LipNet", "default_model_dir", "find_weights", "mel_spectrogram",
@@ -66,6 +66,7 @@ __all__ = ["Wav2Lip", "Wav2LipConfig", "Wav2LipNet", "default_model_dir", "find_
 MODEL_DIR_ENV = "TALKING_AVATAR_WAV2LIP_DIR"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "wav2lip"
 CHECKPOINT_PREFIXES = ("state_dict.", "module.")  # upstream's {"state_dict": {"module.…": …}}, flattened
+PREFERRED_STEMS = ("wav2lip_gan", "wav2lip")
 WIDEST_KEY = "face_encoder_blocks.6.0.conv_block.0.weight"  # [512w, 512w, 3, 3]: the width is read off it
 DEFAULT_FEATHER = 0.12  # width of the mask's soft edge, as a fraction of the box's shorter side
 
@@ -194,43 +195,30 @@ def mel_windows(mel: np.ndarray,  # [80, M] from mel_spectrogram
 # ---- weights --------------------------------------------------------------------------------------------------
 
 def default_model_dir() -> Path:
-    configured = os.environ.get(MODEL_DIR_ENV, "").strip()
-    return Path(configured).expanduser() if configured else DEFAULT_MODEL_DIR
+    return model_dir(MODEL_DIR_ENV, DEFAULT_MODEL_DIR)
 
 
 def find_weights(where: str | Path | None = None, name: str | None = None) -> Path | None:
     """The safetensors file at `where` (a file, or a folder: default `default_model_dir()`): in a folder the one
-    called `name` (file name or stem), else the last in sorted order (wav2lip_gan over wav2lip); None if there
-    is none. Cheap: nothing is read."""
-    where = Path(where).expanduser() if where is not None else default_model_dir()
-    if where.is_file():
-        return where if where.suffix == ".safetensors" else None
-    candidates = sorted(where.glob("*.safetensors")) if where.is_dir() else []
-    if name is None or not candidates:
-        return candidates[-1] if candidates else None
-    for path in candidates:
-        if name in (path.name, path.stem):
-            return path
-    raise FileNotFoundError(f"no Wav2Lip weights called {name!r} in {where}; there are "
-                            f"{[p.name for p in candidates]}. Nothing is downloaded")
+    called `name` (file name or stem), else wav2lip_gan, else wav2lip, else the last in sorted order; None if
+    there is none. Cheap: nothing is read."""
+    return find_safetensors(Path(where) if where is not None else default_model_dir(), "Wav2Lip", name,
+                            PREFERRED_STEMS)
 
 
 def missing_message(where: str | Path | None = None) -> str:
     """One line: where the weights were looked for, what to put there, and that nothing is downloaded."""
     where = Path(where).expanduser() if where is not None else default_model_dir()
-    pickles = sorted(p.name for p in where.glob("*.pth")) if where.is_dir() else []
-    found = f" (found {pickles}: convert them to safetensors, .pth is never unpickled)" if pickles else ""
-    return (f"Wav2Lip weights not found in {where}{found}: put upstream wav2lip_gan (or wav2lip) converted to "
-            f"safetensors there, e.g. {where / 'wav2lip_gan.safetensors'} (python app.py models convert "
-            f"wav2lip_gan.pth {where / 'wav2lip_gan.safetensors'}; or set {MODEL_DIR_ENV}). Nothing is downloaded.")
+    return (f"Wav2Lip weights not found in {where}{pickle_hint(where)}: put upstream wav2lip_gan (or wav2lip) "
+            f"converted to safetensors there, e.g. {where / 'wav2lip_gan.safetensors'} (python app.py models "
+            f"convert wav2lip_gan.pth {where / 'wav2lip_gan.safetensors'}; or set {MODEL_DIR_ENV}). Nothing is "
+            f"downloaded.")
 
 
 def strip_checkpoint_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Keep the "state_dict." entries if there are any (a whole flattened checkpoint), without the prefix; then
     drop DataParallel's "module." from every key that has it. Plain keys pass unchanged."""
-    if any(key.startswith(CHECKPOINT_PREFIXES[0]) for key in state):
-        state = {key[len(CHECKPOINT_PREFIXES[0]):]: value for key, value in state.items()
-                 if key.startswith(CHECKPOINT_PREFIXES[0])}
+    state = keep_prefixed(state, CHECKPOINT_PREFIXES[:1])
     module = CHECKPOINT_PREFIXES[1]
     return {(key[len(module):] if key.startswith(module) else key): value for key, value in state.items()}
 
@@ -243,20 +231,10 @@ def infer_config(state: dict[str, Tensor]) -> Wav2LipConfig:
     return Wav2LipConfig(width=int(widest.shape[0]) / 512)
 
 
-def check_fits(network: Wav2LipNet, state: dict[str, Tensor], source: str) -> None:
+def check_network_fits(network: Wav2LipNet, state: dict[str, Tensor], source: str) -> None:
     """ValueError naming the first missing / unexpected / other-shaped keys, if `state` does not fit `network`."""
-    expected = network.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    wrong = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
-             if key in state and tuple(state[key].shape) != tuple(value.shape)]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{source} is not a Wav2Lip generator of width {network.config.width:g}: {len(missing)} "
-                         f"missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}),"
-                         f" {len(wrong)} of another shape (e.g. {wrong[:3]})")
+    check_fits(network.state_dict(), state, source, f"a Wav2Lip generator of width {network.config.width:g}")
 
-
-# ---- lip sync -------------------------------------------------------------------------------------------------
 
 def lower_half_mask(height: int, width: int, feather: float = DEFAULT_FEATHER) -> np.ndarray:
     """[height, width] float32 weights for a box: 0 on and above the middle (rows whose centre is in the upper
@@ -323,7 +301,7 @@ class Wav2Lip:
         for key in network.state_dict():
             if key.endswith(".num_batches_tracked") and key not in state:  # a training counter; unused here
                 state[key] = torch.zeros((), dtype=torch.long)
-        check_fits(network, state, source)
+        check_network_fits(network, state, source)
         network.load_state_dict({key: value if key.endswith("num_batches_tracked") else value.float()
                                  for key, value in state.items()}, strict=True, assign=True)
         return Wav2Lip(network, device, weights)

@@ -105,7 +105,7 @@ def test_params_ema_is_preferred_and_names_pick_the_file(tmp_path, monkeypatch):
     save_file({**{f"params_ema.{k}": v for k, v in ema.items()}, **{f"params.{k}": v for k, v in plain.items()}},
               str(tmp_path / "b_srvgg.safetensors"))
     save_weights(tmp_path, random_network(TINY_RRDB_X4).state_dict(), "a_rrdb.safetensors")
-    assert esr.RealESRGAN.load(tmp_path).weights.name == "a_rrdb.safetensors"  # sorted first
+    assert esr.RealESRGAN.load(tmp_path).weights.name == "b_srvgg.safetensors"  # no upstream name: sorted last
     chosen = esr.RealESRGAN.load(tmp_path, name="b_srvgg")
     assert chosen.config.arch == "srvgg"
     torch.testing.assert_close(chosen.network.state_dict()["body.0.weight"], ema["body.0.weight"], rtol=0, atol=0)
@@ -113,9 +113,12 @@ def test_params_ema_is_preferred_and_names_pick_the_file(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"no Real-ESRGAN weights called 'x4plus'.*a_rrdb\.safetensors"):
         esr.RealESRGAN.load(tmp_path, name="x4plus")
     assert esr.RealESRGAN.load(tmp_path / "b_srvgg.safetensors").config.arch == "srvgg"  # a file, not a folder
+    save_weights(tmp_path, random_network(TINY_SRVGG_X4).state_dict(), "realesr-general-x4v3.safetensors")
+    save_weights(tmp_path, random_network(TINY_RRDB_X4).state_dict(), "RealESRGAN_x4plus.safetensors")
     monkeypatch.setenv(esr.MODEL_DIR_ENV, str(tmp_path))
-    assert esr.find_weights() == tmp_path / "a_rrdb.safetensors"
-    assert esr.RealESRGAN.load().config.arch == "rrdb"
+    assert esr.find_weights() == tmp_path / "realesr-general-x4v3.safetensors"  # the video-fast release first
+    assert esr.RealESRGAN.load().config.arch == "srvgg"
+    assert esr.RealESRGAN.load(name="RealESRGAN_x4plus").config.arch == "rrdb"
 
 
 def test_corrupt_foreign_and_mismatched_files_raise_value_errors(tmp_path):
