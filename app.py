@@ -5,6 +5,7 @@
     python app.py timing AUDIO [--text T] --out timing.json
     python app.py say [--avatar NAME] (--text T | --audio FILE) [--voice V] --out OUT.mp4
     python app.py models [convert IN.pth OUT.safetensors]
+    python app.py avatars [rename OLD NEW | delete NAME];  python app.py videos [delete ID]
 
 The studio's library (avatars, voices, videos, jobs; SQLite index `library.sqlite`) lives in the data folder,
 `$TALKING_AVATAR_HOME` or `~/.talking_avatar`. Upload limits: 500 MB for training videos/photos, 50 MB for
@@ -33,6 +34,7 @@ _CLI_MODULES = (
     ("avatar.cli", "add_commands"),
     ("render.cli", "add_commands"),
     ("render.model_files", "add_commands"),
+    ("avatar.library_cli", "add_commands"),
 )
 
 
@@ -132,6 +134,26 @@ def build_studio(home):
         return [[v["id"], v["avatar"], v["voice"], (v["text"] or "")[:60], round(v["audio_seconds"] or 0, 1)]
                 for v in catalog.list_videos()]
 
+    def video_ids():
+        return [v["id"] for v in catalog.list_videos()]
+
+    def refresh_videos():
+        return videos_table(), gr.update(choices=video_ids(), value=None)
+
+    def open_video(video_id):
+        try:
+            path = catalog.get_video(video_id or "")["path"]
+        except ValueError as error:
+            raise gr.Error(str(error))
+        return path, path
+
+    def delete_video(video_id):
+        try:
+            catalog.delete_video(video_id or "")
+        except ValueError as error:
+            raise gr.Error(str(error))
+        return (*refresh_videos(), None, None)
+
     def train(upload, name, preset):
         if not upload:
             raise gr.Error("upload a selfie video (20-60 s) or a portrait photo first")
@@ -186,6 +208,14 @@ def build_studio(home):
     def voices_table():
         return [[v["name"], v["path"]] for v in catalog.list_voices()]
 
+    def delete_voice(name):
+        try:
+            catalog.delete_voice(name or "")
+        except (ValueError, OSError) as error:
+            raise gr.Error(str(error))
+        names = voice_names()
+        return voices_table(), gr.update(choices=names, value=DEFAULT_VOICE), gr.update(choices=names, value=None)
+
     def preview_voice(name):
         """A sample sentence in the chosen voice (the reference clip itself is in the library folder)."""
         from render.generate import apply_voice
@@ -233,9 +263,16 @@ def build_studio(home):
                     status = gr.Markdown(elem_id="status")
             videos = gr.Dataframe(headers=["id", "avatar", "voice", "script", "seconds"], value=videos_table,
                                   label="Library: videos", interactive=False)
+            with gr.Row():
+                video_pick = gr.Dropdown(video_ids(), label="Video from the library", allow_custom_value=True)
+                open_button = gr.Button("Open")
+                delete_video_button = gr.Button("Delete video", variant="stop")
             make.click(generate, [script, audio, avatar, voice, background, color, image, head_motion, expression,
                                   still, emotion, size, enhance], [video, download, status], api_name="generate"
-                       ).then(videos_table, None, videos)
+                       ).then(refresh_videos, None, [videos, video_pick])
+            open_button.click(open_video, video_pick, [video, download], api_name="open_video")
+            delete_video_button.click(delete_video, video_pick, [videos, video_pick, video, download],
+                                      api_name="delete_video")
         with gr.Tab("Avatars"):
             with gr.Row():
                 with gr.Column():
@@ -273,17 +310,20 @@ def build_studio(home):
                 with gr.Column():
                     voices = gr.Dataframe(headers=["name", "file"], value=voices_table, interactive=False)
                     listen_pick = gr.Dropdown(voice_names(), label="Preview a voice", allow_custom_value=True)
-                    listen_button = gr.Button("Preview")
+                    with gr.Row():
+                        listen_button = gr.Button("Preview")
+                        delete_voice_button = gr.Button("Delete voice", variant="stop")
                     listen = gr.Audio(label="Sample", interactive=False)
             save_voice.click(add_voice, [voice_name, clip], [voices, voice, listen_pick, voice_message],
                              api_name="add_voice")
             listen_button.click(preview_voice, listen_pick, listen, api_name="preview_voice")
+            delete_voice_button.click(delete_voice, listen_pick, [voices, voice, listen_pick], api_name="delete_voice")
 
-        def refresh_choices():  # a reloaded page sees avatars and voices added since the server started
+        def refresh_choices():  # a reloaded page sees avatars, voices and videos added since the server started
             names, voices_now = avatar_names(), voice_names()
             return gr.update(choices=names), gr.update(choices=voices_now), gr.update(choices=names), \
-                gr.update(choices=voices_now)
-        demo.load(refresh_choices, None, [avatar, voice, pick, listen_pick])
+                gr.update(choices=voices_now), gr.update(choices=video_ids())
+        demo.load(refresh_choices, None, [avatar, voice, pick, listen_pick, video_pick])
     return demo
 
 

@@ -2,6 +2,7 @@
 
     python app.py voice add CLIP --name NAME [--overwrite]    check a 5-20 s clip, learn the voice, save it
     python app.py voice list                                   the saved voices
+    python app.py voice delete NAME                            remove a saved voice
     python app.py voice speak --voice NAME --text T --out speech.wav [--timing timing.json] [--speed 1.0]
     python app.py voice speak --voice NAME --backend f5tts --text T --out speech.wav    (needs models/f5-tts/)
 (The lip-synced MP4 in a saved voice is `python app.py say --voice NAME ...`, render/cli.py.)
@@ -20,7 +21,7 @@ from pathlib import Path
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `voice add`, `voice list` and `voice speak` on app.py's subparsers."""
-    voice = subparsers.add_parser("voice", help="voice library: add a voice from a clip, list voices",
+    voice = subparsers.add_parser("voice", help="voice library: add a voice from a clip, list, delete",
                                   description="Clone voices from short reference clips (offline).")
     actions = voice.add_subparsers(dest="voice_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="learn a voice from a 5-20 s clip of one person speaking")
@@ -30,6 +31,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add.set_defaults(handler=run_voice_add)
     listing = actions.add_parser("list", help="list the saved voices")
     listing.set_defaults(handler=run_voice_list)
+    remove = actions.add_parser("delete", help="delete a saved voice")
+    remove.add_argument("name")
+    remove.set_defaults(handler=run_voice_delete)
 
     say = actions.add_parser("speak", help="text -> speech in a saved voice (WAV + timing JSON)",
                                 description="Speak a script in a cloned voice.")
@@ -74,6 +78,15 @@ def run_voice_list(args: argparse.Namespace) -> int:
         profile = load_profile(name)
         print(f"{name}\t{profile.reference.speech_s:.1f} s reference\t{profile.fit.chosen}\t"
               f"rate x{profile.params.rate:.2f}")
+    return 0
+
+
+def run_voice_delete(args: argparse.Namespace) -> int:
+    from avatar.catalog import Catalog
+    from avatar.library import data_home
+
+    Catalog(data_home()).delete_voice(args.name)
+    print(f"deleted voice {args.name!r}")
     return 0
 
 

@@ -16,7 +16,7 @@ import uuid
 from contextlib import closing
 from pathlib import Path
 
-from avatar.library import avatar_path, avatars_dir, check_upload, list_avatars, validate_name
+from avatar.library import avatar_path, check_upload, list_avatars, validate_name
 
 MAX_VOICE_BYTES = 20_000_000
 SCHEMA = """
@@ -81,9 +81,7 @@ class Catalog:
         folder = avatar_path(name, self.home)
         if not (folder / "avatar.json").is_file():
             raise ValueError(f"unknown avatar {name!r}")
-        trash = avatars_dir(self.home) / f".{folder.name}.deleted-{uuid.uuid4().hex[:6]}"
-        os.replace(folder, trash)  # one rename: the avatar disappears at once, even if removal is slow
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_folder(folder)
 
     # --- voices (folders written by `audio.voice` are the truth; the table indexes them) ----------------
     def add_voice(self, name: str, source: Path, engine=None, progress=None) -> dict:
@@ -108,6 +106,19 @@ class Catalog:
     def get_voice(self, name: str) -> dict | None:
         return next((v for v in self.list_voices() if v["name"] == name), None)
 
+    def delete_voice(self, name: str) -> None:
+        """Remove a saved voice (its folder and its row); ValueError for an unknown name or the built-in voice."""
+        from audio import voice
+
+        if name == "joe":
+            raise ValueError("'joe' is the built-in voice; it cannot be deleted")
+        folder = voice.voice_path(name, self.home)  # validates the name (no paths outside the library)
+        if not (folder / "voice.json").is_file():
+            known = ", ".join(voice.list_voices(self.home)) or "none"
+            raise ValueError(f"unknown voice {name!r}; known voices: {known}")
+        _remove_folder(folder)
+        self._write("DELETE FROM voices WHERE name = ?", (name,))
+
     # --- videos -----------------------------------------------------------------------------------------
     def new_video_path(self) -> tuple[str, Path]:
         video_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -122,6 +133,26 @@ class Catalog:
 
     def list_videos(self, limit: int = 50) -> list[dict]:
         return self._rows("SELECT * FROM videos ORDER BY created DESC LIMIT ?", (limit,))
+
+    def get_video(self, video_id: str) -> dict:
+        """The library row of a video; ValueError if there is none (or its file is gone)."""
+        rows = self._rows("SELECT * FROM videos WHERE id = ?", (str(video_id),))
+        if not rows:
+            raise ValueError(f"unknown video {video_id!r}; `python app.py videos` lists them")
+        if not Path(rows[0]["path"]).is_file():
+            raise ValueError(f"video {video_id!r} is in the library but its file {rows[0]['path']} is gone")
+        return rows[0]
+
+    def delete_video(self, video_id: str) -> None:
+        """Remove a video's row and its MP4 (only a file inside the data folder's videos/ is ever removed)."""
+        rows = self._rows("SELECT * FROM videos WHERE id = ?", (str(video_id),))
+        if not rows:
+            raise ValueError(f"unknown video {video_id!r}; `python app.py videos` lists them")
+        path = Path(rows[0]["path"])
+        self._write("DELETE FROM videos WHERE id = ?", (str(video_id),))
+        if path.resolve().parent == (self.home / "videos").resolve():
+            path.unlink(missing_ok=True)
+            path.with_suffix(".motion.json").unlink(missing_ok=True)
 
     # --- jobs -------------------------------------------------------------------------------------------
     def add_job(self, kind: str, params: dict) -> str:
@@ -156,6 +187,13 @@ class Catalog:
     def unfinished_jobs(self) -> list[dict]:
         return [_decode_job(r) for r in
                 self._rows("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created")]
+
+
+def _remove_folder(folder: Path) -> None:
+    """One rename first, so the item disappears at once even if removing its files is slow or fails."""
+    trash = folder.parent / f".{folder.name}.deleted-{uuid.uuid4().hex[:6]}"
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _decode_job(row: dict) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -125,6 +126,32 @@ def test_voice_from_a_real_clip_then_a_video_in_it(studio, client, shared_data):
     assert "Saved voice 'lj'" in message and any(row[0] == "lj" for row in voices["data"])
     video, download, status = _call(client, "Now in the new voice.", voice="lj")
     assert probe(download).audio_codec == "aac" and status.startswith("Done")
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="built-in voice"):
+        client.predict("joe", api_name="/delete_voice")
+    voices, _, _ = client.predict("lj", api_name="/delete_voice")
+    assert not any(row[0] == "lj" for row in voices["data"])
+    with pytest.raises(AppError, match="unknown voice 'lj'"):
+        _call(client, "The voice is gone.", voice="lj")
+
+
+def test_library_videos_open_and_delete(studio, client):
+    from gradio_client.exceptions import AppError
+
+    from avatar.catalog import Catalog
+
+    _call(client, "A video to open and delete.")
+    catalog = Catalog(studio.home)
+    row = next(v for v in catalog.list_videos() if v["text"] == "A video to open and delete.")
+    video, download = client.predict(row["id"], api_name="/open_video")
+    assert Path(download).read_bytes() == Path(row["path"]).read_bytes()
+    table, _, _, _ = client.predict(row["id"], api_name="/delete_video")
+    assert not Path(row["path"]).exists() and all(r[0] != row["id"] for r in table["data"])
+    assert all(v["id"] != row["id"] for v in catalog.list_videos())  # gone from the index too
+    for action in ("/open_video", "/delete_video"):
+        with pytest.raises(AppError, match="unknown video"):
+            client.predict(row["id"], api_name=action)
 
 
 def test_training_upload_checks(studio, client, tmp_path):
