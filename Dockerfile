@@ -21,6 +21,8 @@ RUN python3.11 -m venv /app/.venv \
     && /app/.venv/bin/pip install --no-cache-dir -r requirements.txt
 
 COPY . .
+# Optional weights (GFPGAN, Real-ESRGAN, Wav2Lip, F5-TTS) are never downloaded: mount them at /app/models
+# (models/gfpgan/, models/realesrgan/, models/wav2lip/, models/f5-tts/; `python app.py models` lists them).
 VOLUME ["/data"]
 EXPOSE 7860
 CMD ["/app/.venv/bin/python", "app.py", "--host", "0.0.0.0", "--port", "7860"]
