@@ -17,7 +17,9 @@ open_r_interval (open_r_90 in the table) is the 90 % moving-block bootstrap inte
 (`animation.lipsync_metrics.open_r_interval`): how differently the same lip sync could score on another 4 s.
 Where r is lost: coef_r* = r of the driven mouth-opening curve computed from the expression coefficients (before
 rendering) against the real tracked tail; open_r_ceiling / coef_r_ceiling = the same tail rendered from its own
-*tracked* expressions (the ceiling of render + re-tracking, and of the rig's coefficients).
+*tracked* expressions (the ceiling of render + re-tracking, and of the rig's coefficients); render_r /
+render_r_ceiling = r of those mesh openings against their own rendered, re-tracked openings (what the render and
+FaceMesh keep of a motion: a small driven motion keeps less of itself than the person's own, fixed-size noise).
 Each avatar's mouth on a Piper sentence is drawn to OUT/<video>/piper_mouth.png, the tail's real and driven
 mouth openings to OUT/<video>/lipsync.png.
 TTS, where no real video says how the mouth should move (`piper_closures`): two Piper sentences full of p/b/m
@@ -96,12 +98,15 @@ def evaluate_video(path: Path, out: Path, preset_name: str, reuse: bool) -> dict
     motions["_ceiling"] = Motion.from_expressions(avatar.fps, motions[""].rotations, motions[""].translations,
                                                   clip.coeffs[tail])
     for label, motion in motions.items():
+        mesh_open = opening_curve(motion.coeffs, neutral, basis)
         if label != "_generic":  # generic shapes move the generic columns, not the avatar's coefficients
-            row[f"coef_r{label}"] = round(open_correlation(opening_curve(motion.coeffs, neutral, basis), real_open), 3)
+            row[f"coef_r{label}"] = round(open_correlation(mesh_open, real_open), 3)
         _, rendered = render_lipsync_tail(avatar, tail_audio, clip.audio_sample_rate, poses,
                                           out / f"lipsync{label}.mp4", motion=motion)
         scores = lipsync_scores(list(rendered), list(real))
         row[f"open_r{label}"] = round(scores["open_r"], 3)
+        if label in ("", "_ceiling"):  # how much of the mesh's own opening the render and re-tracking keep
+            row[f"render_r{label}"] = round(open_correlation(mesh_open, scores["open_rendered"]), 3)
         if label == "":
             row["open_r_interval"] = interval_for_json(scores["open_r_interval"])
         row[f"lmd_pct{label}"] = round(scores["lmd_pct"], 3)
@@ -196,7 +201,8 @@ def main() -> None:
         runs.append(evaluate_video(video, args.out / video.stem, args.preset, args.reuse))
         print(json.dumps(runs[-1]), flush=True)
     columns = ["video", "open_r", "open_r_90", "lmd_pct", "coef_r", "open_r_phones", "lmd_pct_phones",
-               "open_r_generic", "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "cv_r", "delay", "phone_shift",
+               "open_r_generic", "lmd_pct_generic", "open_r_ceiling", "coef_r_ceiling", "render_r", "render_r_ceiling",
+               "cv_r", "delay", "phone_shift",
                "piper_closed_pct", "piper_bilabial_open", "piper_shut_frames", "real_shut_run", "piper_open_q90",
                "real_open_q90", "minutes"]
     shown = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in run.items()} for run in runs]
