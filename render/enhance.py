@@ -124,20 +124,9 @@ def face_points(vertices: Tensor, camera) -> np.ndarray:
     vertices: [B, V, 3] world-space extended-mesh vertices (V >= 468, FaceMesh order first); camera:
     `render.camera.Camera` of the output frame.
     """
-    if vertices.dim() != 3 or vertices.shape[-1] != 3 or vertices.shape[1] < 468:
-        raise ValueError(f"vertices must have shape [B, V >= 468, 3], got {list(vertices.shape)}")
-    index = [*EYE_CORNERS[0], *EYE_CORNERS[1], NOSE_TIP, *MOUTH_CORNERS]
-    points = vertices[:, index].double()
-    w2c = camera.world_to_camera.double()
-    points = points @ w2c[:3, :3].T + w2c[:3, 3]
-    if bool((points[..., 2] <= 0).any()):
-        raise ValueError("a face point is behind the camera")
-    pixels = torch.stack([camera.fx * points[..., 0] / points[..., 2] + camera.cx,
-                          camera.fy * points[..., 1] / points[..., 2] + camera.cy], -1) - 0.5  # centres at i + 0.5
-    eyes = torch.stack([pixels[:, 0:2].mean(1), pixels[:, 2:4].mean(1)], 1)
-    mouth = pixels[:, 5:7]
-    eyes = _left_to_right(eyes)
-    mouth = _left_to_right(mouth)
+    pixels = _project(vertices, camera, [*EYE_CORNERS[0], *EYE_CORNERS[1], NOSE_TIP, *MOUTH_CORNERS])
+    eyes = _left_to_right(torch.stack([pixels[:, 0:2].mean(1), pixels[:, 2:4].mean(1)], 1))
+    mouth = _left_to_right(pixels[:, 5:7])
     return torch.cat([eyes, pixels[:, 4:5], mouth], 1).numpy()
 
 
@@ -146,18 +135,23 @@ def face_boxes(vertices: Tensor, camera, bottom_pad: float = 0.05) -> np.ndarray
     around the projected FaceMesh vertices (forehead to chin, cheek to cheek), its bottom moved down by
     `bottom_pad` of its height so the chin stays inside (upstream pads its detector's boxes by 10 px at 96-256 px
     faces). vertices: [B, V, 3] world-space extended-mesh vertices (V >= 468)."""
-    if vertices.dim() != 3 or vertices.shape[-1] != 3 or vertices.shape[1] < 468:
-        raise ValueError(f"vertices must have shape [B, V >= 468, 3], got {list(vertices.shape)}")
-    points = vertices[:, :468].double()
-    w2c = camera.world_to_camera.double()
-    points = points @ w2c[:3, :3].T + w2c[:3, 3]
-    if bool((points[..., 2] <= 0).any()):
-        raise ValueError("a face point is behind the camera")
-    x = camera.fx * points[..., 0] / points[..., 2] + camera.cx - 0.5
-    y = camera.fy * points[..., 1] / points[..., 2] + camera.cy - 0.5
-    boxes = torch.stack([x.amin(1), y.amin(1), x.amax(1), y.amax(1)], 1)
+    pixels = _project(vertices, camera, list(range(468)))
+    boxes = torch.cat([pixels.amin(1), pixels.amax(1)], 1)
     boxes[:, 3] += bottom_pad * (boxes[:, 3] - boxes[:, 1])
     return boxes.numpy()
+
+
+def _project(vertices: Tensor, camera, index: list[int]) -> Tensor:
+    """Pixels [B, K, 2] (OpenCV: centres at integers) of the vertices `index` of [B, V >= 468, 3] world-space
+    vertices, through `camera` (the renderer's convention puts pixel centres at i + 0.5)."""
+    if vertices.dim() != 3 or vertices.shape[-1] != 3 or vertices.shape[1] < 468:
+        raise ValueError(f"vertices must have shape [B, V >= 468, 3], got {list(vertices.shape)}")
+    w2c = camera.world_to_camera.double()
+    points = vertices[:, index].double() @ w2c[:3, :3].T + w2c[:3, 3]
+    if bool((points[..., 2] <= 0).any()):
+        raise ValueError("a face point is behind the camera")
+    return torch.stack([camera.fx * points[..., 0] / points[..., 2] + camera.cx,
+                        camera.fy * points[..., 1] / points[..., 2] + camera.cy], -1) - 0.5
 
 
 def _left_to_right(pair: Tensor) -> Tensor:  # pair: [B, 2, 2] -> the same points, smaller x first
