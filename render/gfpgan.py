@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 from render import face_align
-from render.local_weights import check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint
+from render.local_weights import (check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint,
+                                  read_safetensors)
 from render.gfpgan_arch import GFPGANConfig, GFPGANv1Clean
 
 __all__ = ["GFPGAN", "GFPGANConfig", "GFPGANv1Clean", "default_model_dir", "find_weights", "missing_message"]
@@ -145,9 +146,6 @@ class GFPGAN:
     def load(folder: str | Path | None = None, device: str | torch.device = "cpu") -> "GFPGAN":
         """Load from `folder` (or a .safetensors file); FileNotFoundError saying what to put there when absent,
         ValueError when the weights do not fit GFPGANv1Clean."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         where = Path(folder).expanduser() if folder is not None else default_model_dir()
         checkpoint = find_weights(where)
         if checkpoint is None:
@@ -161,10 +159,7 @@ class GFPGAN:
                 raise ValueError(f"{config_path}: not valid JSON ({error})") from None
             if not isinstance(overrides, dict):
                 raise ValueError(f"{config_path}: expected a JSON object of GFPGANConfig fields")
-        try:
-            state = strip_checkpoint_prefix(load_file(str(checkpoint)))
-        except (SafetensorError, OSError) as error:
-            raise ValueError(f"{checkpoint.name} is not a readable safetensors file ({error})") from None
+        state = strip_checkpoint_prefix(read_safetensors(checkpoint))
         try:
             config = infer_config(state, overrides)
         except (ValueError, TypeError) as error:

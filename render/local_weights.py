@@ -54,6 +54,17 @@ def pickle_hint(where: Path) -> str:
     return f" (found {pickles}: convert them to safetensors, .pth is never unpickled)" if pickles else ""
 
 
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a .safetensors file; ValueError naming the file when it cannot be read as one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{Path(path).name} is not a readable safetensors file ({error})") from None
+
+
 def keep_prefixed(state: dict[str, Tensor], prefixes: tuple[str, ...]) -> dict[str, Tensor]:
     """The entries under the first of `prefixes` that any key has, without it (upstream's "params_ema." before
     "params."); a state with none of them is returned as it is."""

@@ -41,7 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from render.local_weights import check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint
+from render.local_weights import (check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint,
+                                  read_safetensors)
 
 MODEL_DIR_ENV = "TALKING_AVATAR_REALESRGAN_DIR"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "realesrgan"
@@ -282,16 +283,10 @@ class RealESRGAN:
              device: str | torch.device = "cpu") -> "RealESRGAN":
         """Load from `folder` (or a .safetensors file; default `default_model_dir()`); FileNotFoundError saying
         what to put there when no weights are; ValueError if they are not a Real-ESRGAN network's."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = find_weights(folder, name)
         if path is None:
             raise FileNotFoundError(missing_message(folder))
-        try:
-            state = strip_checkpoint_prefix(load_file(str(path)))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-            raise ValueError(f"{path.name} is not a readable safetensors file ({error})") from None
+        state = strip_checkpoint_prefix(read_safetensors(path))
         state = {key: value.float() for key, value in state.items()}
         try:
             config = replace(infer_config(state), **read_overrides(path.parent))

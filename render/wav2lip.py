@@ -57,7 +57,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from render.local_weights import check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint
+from render.local_weights import (check_fits, find_safetensors, keep_prefixed, model_dir, pickle_hint,
+                                  read_safetensors)
 from render.wav2lip_arch import FACE_SIZE, MEL_BANDS, MEL_WINDOW, Wav2LipConfig, Wav2LipNet
 
 __all__ = ["Wav2Lip", "Wav2LipConfig", "Wav2LipNet", "default_model_dir", "find_weights", "mel_spectrogram",
@@ -311,16 +312,10 @@ class Wav2Lip:
              device: str | torch.device = "cpu") -> "Wav2Lip":
         """Load from `folder` (or a .safetensors file; default `default_model_dir()`); FileNotFoundError saying
         what to put there when no weights are; ValueError when they are not a Wav2Lip generator's."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         checkpoint = find_weights(folder, name)
         if checkpoint is None:
             raise FileNotFoundError(missing_message(folder))
-        try:
-            state = load_file(str(checkpoint))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-            raise ValueError(f"{checkpoint.name} is not a readable safetensors file ({error})") from None
+        state = read_safetensors(checkpoint)
         return Wav2Lip.from_state_dict(state, None, device, checkpoint)
 
     def predict_faces(self, faces_bgr: np.ndarray,  # [N, 96, 96, 3] uint8 BGR
