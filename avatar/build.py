@@ -201,8 +201,9 @@ def train_and_evaluate(prepared: PreparedClip, config: TrainConfig, work_dir: Pa
             # against the finished avatar (its Gaussians never see these pictures); the FaceMesh-only score is kept
             plain, _ = evaluate_frames(result.params, result.parent, data, data.holdout_indices, plate, config.backend)
             facemesh_scores = {"psnr_facemesh_poses": plain.psnr_db, "ssim_facemesh_poses": plain.ssim}
-            track = refine_poses(result.params, result.parent, data.poses, data, data.holdout_indices,
-                                 config.pose_refine_options(HELD_OUT_STEPS_FACTOR), config.backend,
+            every_frame = replace(config.pose_refine_options(HELD_OUT_STEPS_FACTOR), max_frames=0)  # all scored
+            track = refine_poses(result.params, result.parent, data.poses, data, data.holdout_indices, every_frame,
+                                 config.backend,
                                  lambda stage, fraction, info: report(stage, fraction, info))
             data = with_poses(data, track)
         result = replace(result, poses=data.poses)

@@ -76,32 +76,22 @@ class _Bar:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from animation.mouth_calibration import learn_avatar_mouth
     from avatar import library
-    from avatar.build import build_avatar_from_clip
-    from avatar.photo import build_photo_avatar, photo_config
-    from avatar.preprocess import preprocess
-    from avatar.train import preset
+    from avatar.from_source import build_from_source
 
     name = library.require_new_name(args.name, overwrite=args.overwrite)
     if not args.source.exists():
         raise FileNotFoundError(f"no such file: {args.source}")
     bar = _Bar()
     start = time.monotonic()
+    destination = library.avatar_path(name)
     try:
-        clip = preprocess(args.source, progress=lambda stage, fraction: bar(stage, fraction), show_bar=False)
-        destination = library.avatar_path(name)
-        checkpoint = library.checkpoint_path(name)
-        if clip.num_frames == 1:
-            avatar = build_photo_avatar(clip, name, destination, checkpoint, bar, photo_config())
-        else:
-            avatar, _ = build_avatar_from_clip(clip, name, preset(args.preset), destination, checkpoint, bar,
-                                               resume=not args.restart)
-            bar("mouth from audio", 0.0)  # viseme shapes, the audio -> mouth model, its gain for this avatar
-            if learn_avatar_mouth(clip, avatar, destination) is None:
-                print("note: the video's speech could not be timed; this avatar talks with generic mouth shapes")
+        avatar, own_mouth = build_from_source(args.source, name, args.preset, destination,
+                                              library.checkpoint_path(name), bar, resume=not args.restart)
     finally:
         bar.close()
+    if own_mouth is False:
+        print("note: the video's speech could not be timed; this avatar talks with generic mouth shapes")
     metrics = avatar.metrics
     quality = (f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}" if "psnr" in metrics
                else f"photo fit PSNR {metrics.get('fit_psnr_training_frame', float('nan')):.2f} dB (no held-out frames)")

@@ -124,23 +124,11 @@ class JobRunner:
 
     def _run_train(self, job_id: str, params: dict) -> dict:
         from avatar import library
-        from avatar.build import build_avatar_from_clip
-        from avatar.photo import build_photo_avatar, photo_config
-        from avatar.preprocess import preprocess
-        from avatar.train import preset
-        from animation.mouth_calibration import learn_avatar_mouth
+        from avatar.from_source import build_from_source
 
-        report = self._progress(job_id)
         name = params["name"]
-        clip = preprocess(params["source"], progress=lambda stage, fraction: report(stage, fraction, {}), show_bar=False)
-        destination = library.avatar_path(name, self.home)
-        checkpoint = library.checkpoint_path(name, self.home)
-        if clip.num_frames == 1:
-            avatar = build_photo_avatar(clip, name, destination, checkpoint, report, photo_config())
-        else:
-            avatar, _ = build_avatar_from_clip(clip, name, preset(params["preset"]), destination, checkpoint, report)
-            report("mouth from audio", 0.0, {})
-            learn_avatar_mouth(clip, avatar, destination)  # the avatar's own mouth, from its video's audio
+        avatar, _ = build_from_source(params["source"], name, params["preset"], library.avatar_path(name, self.home),
+                                      library.checkpoint_path(name, self.home), self._progress(job_id))
         Path(params["source"]).unlink(missing_ok=True)
         self.generator.forget(name)
         return {"name": name, "gaussians": avatar.num_gaussians, "metrics": avatar.metrics}

@@ -42,10 +42,16 @@ class PoseRefineOptions:
     lr_translation: float = 4e-4  # head-frame units (metres)
     max_rotation: float = 0.1  # radians: a larger correction is a failed fit and is dropped
     max_translation: float = 0.03  # metres
+    # at most this many frames are fitted per pass (0: all), spread evenly; the frames between them take the
+    # corrections linearly interpolated from their fitted neighbours (the tracker's errors drift slowly), so a
+    # 60 s video costs what a 20 s one does
+    max_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.resolution < 16:
             raise ValueError(f"steps must be >= 1 and resolution >= 16, got {self.steps} and {self.resolution}")
+        if self.max_frames < 0 or self.max_frames == 1:
+            raise ValueError(f"max_frames must be 0 (all) or at least 2, got {self.max_frames}")
 
 
 @dataclass
@@ -131,7 +137,9 @@ def refine_poses(params: dict[str, Tensor], parent: Tensor, track: PoseTrack, da
     frozen = {k: v.detach() for k, v in params.items()}
     rotations, translations = track.rotations.clone(), track.translations.clone()
     warm_w, warm_d = torch.zeros(3), torch.zeros(3)
-    order = sorted(set(int(i) for i in indices))
+    every = sorted(set(int(i) for i in indices))
+    order = spread_frames(every, options.max_frames)
+    corrections: dict[int, tuple[Tensor, Tensor]] = {}  # fitted frame -> (rotation w, translation d)
     for step_index, index in enumerate(order):
         real = _downsample(data.frame(index), size)
         matte = _downsample(data.matte(index)[..., None], size)[..., 0]
@@ -158,7 +166,36 @@ def refine_poses(params: dict[str, Tensor], parent: Tensor, track: PoseTrack, da
             w, d = torch.zeros(3), torch.zeros(3)
         rotations[index] = axis_angle_to_matrix(w) @ base_rotation
         translations[index] = base_translation + d
+        corrections[index] = (w, d)
         warm_w, warm_d = w, d
         if progress is not None and (step_index % 10 == 0 or step_index == len(order) - 1):
             progress("refining poses", (step_index + 1) / len(order), {"frame": index})
+    for index in every:  # frames between the fitted ones (only when max_frames thinned them)
+        if index not in corrections and corrections:
+            w, d = interpolated_correction(corrections, index)
+            rotations[index] = axis_angle_to_matrix(w) @ track.rotations[index]
+            translations[index] = track.translations[index] + d
     return replace(track, rotations=rotations, translations=translations)
+
+
+def spread_frames(frames: list[int], limit: int) -> list[int]:
+    """At most `limit` of the sorted `frames` (all when limit is 0 or not below their count), evenly spread, the
+    first and last included."""
+    if limit <= 0 or len(frames) <= limit:
+        return list(frames)
+    picks = sorted(set(int(round(p)) for p in torch.linspace(0, len(frames) - 1, limit).tolist()))
+    return [frames[p] for p in picks]
+
+
+def interpolated_correction(corrections: dict[int, tuple[Tensor, Tensor]], frame: int) -> tuple[Tensor, Tensor]:
+    """The (w [3], d [3]) correction of `frame` linearly interpolated between the fitted frames on either side
+    (the nearest one's beyond the ends). Small rotations (<= max_rotation) interpolate well as axis-angle."""
+    fitted = sorted(corrections)
+    before = [f for f in fitted if f < frame]
+    after = [f for f in fitted if f > frame]
+    if not before or not after:
+        return corrections[before[-1] if before else after[0]]
+    low, high = before[-1], after[0]
+    weight = (frame - low) / (high - low)
+    (w0, d0), (w1, d1) = corrections[low], corrections[high]
+    return w0 + weight * (w1 - w0), d0 + weight * (d1 - d0)

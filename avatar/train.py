@@ -97,6 +97,7 @@ class TrainConfig:
     pose_refine_at: tuple[float, ...] = ()
     pose_refine_steps: int = 8  # Adam steps per frame and pass
     pose_refine_resolution: int = 256  # render-and-compare size in pixels
+    pose_refine_max_frames: int = 0  # frames fitted per pass, the rest interpolated (0: all; see PoseRefineOptions)
     seed: int = 0
     backend: str = "auto"
 
@@ -114,7 +115,8 @@ class TrainConfig:
         """The refinement options of this run (`avatar.pose_refine.PoseRefineOptions`)."""
         from avatar.pose_refine import PoseRefineOptions
 
-        return PoseRefineOptions(steps=self.pose_refine_steps * steps_factor, resolution=self.pose_refine_resolution)
+        return PoseRefineOptions(steps=self.pose_refine_steps * steps_factor, resolution=self.pose_refine_resolution,
+                                 max_frames=self.pose_refine_max_frames)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,15 +133,17 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     # <= 5 min here: 256 px; the 3.7 min training budget (one pose-refinement pass at 128 px inside it) is what
     # stops it on a 2-core machine, and with preprocessing and the held-out frames' refinement the build ends
-    # near 4.5 min. 10k Gaussians keep rendering fast. (Refining at 256 px took the build to 5.4 min.)
+    # near 4.5 min. 10k Gaussians keep rendering fast. (Refining at 256 px took the build to 5.4 min.) A pass
+    # fits at most 400 frames (a 20 s clip's training frames; longer videos interpolate between them): fitting
+    # all 1,260 of a 60 s video took 3.4 of the 3.7 min, leaving 1,800 iterations instead of ~4,800.
     "fast": TrainConfig(preset="fast", resolution=256, iterations=6000, time_budget_s=220.0, max_gaussians=10000,
-                        pose_refine_at=(0.3,), pose_refine_resolution=128),
+                        pose_refine_at=(0.3,), pose_refine_resolution=128, pose_refine_max_frames=400),
     # <= 30 min here: 512 px, more Gaussians and iterations (capped so it still renders at >= 25 FPS); the 25 min
     # budget stops it (about 0.11 s an iteration at 30k Gaussians, and two pose-refinement passes of about 2 min
     # each inside it); the held-out frames' refinement adds about 2 min after it.
     "standard": TrainConfig(preset="standard", resolution=512, iterations=14000, time_budget_s=1500.0,
                             densify_every=300, densify_from=500, max_gaussians=30000, preview_every=1000,
-                            pose_refine_at=(0.25, 0.6), pose_refine_steps=10),
+                            pose_refine_at=(0.25, 0.6), pose_refine_steps=10, pose_refine_max_frames=400),
     # CI: seconds, tiny images.
     "tiny": TrainConfig(preset="tiny", resolution=48, iterations=60, time_budget_s=600.0, gaussians_per_face=1,
                         densify_every=20, densify_from=20, densify_grad_threshold=1e-5, preview_every=0,

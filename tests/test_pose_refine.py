@@ -150,3 +150,28 @@ def test_training_without_a_pose_track_does_not_refine():
     result = train(replace(data, poses=None), config, initial=(params, parent))
     assert result.poses is None and result.iterations == 10
     assert math.isfinite(result.history["loss"][-1])
+
+
+def test_a_capped_pass_fits_spread_frames_and_interpolates_the_rest():
+    from avatar.pose_refine import interpolated_correction, spread_frames
+
+    assert spread_frames([1, 2, 3], 0) == [1, 2, 3] and spread_frames([1, 2, 3], 5) == [1, 2, 3]
+    assert spread_frames(list(range(0, 100, 2)), 4) == [0, 32, 66, 98]  # first and last kept, evenly between
+    corrections = {10: (torch.zeros(3), torch.zeros(3)), 20: (torch.ones(3), torch.full((3,), 2.0))}
+    w, d = interpolated_correction(corrections, 15)
+    assert torch.allclose(w, torch.full((3,), 0.5)) and torch.allclose(d, torch.ones(3))
+    assert torch.equal(interpolated_correction(corrections, 25)[1], torch.full((3,), 2.0))  # beyond: nearest
+    assert torch.equal(interpolated_correction(corrections, 3)[0], torch.zeros(3))
+    with pytest.raises(ValueError, match="max_frames"):
+        PoseRefineOptions(max_frames=1)
+
+    # on pictures with a known pose error: frames 0 and 3 fitted, 1 and 2 take their interpolated corrections
+    params, parent, tracked, truth, data = _synthetic(error_rad=0.0)  # the same translation error on every frame
+    refined = refine_poses(params, parent, tracked, data, [0, 1, 2, 3],
+                           PoseRefineOptions(steps=60, resolution=64, max_frames=2))
+    before = _pose_errors(tracked, truth)[1]
+    after = _pose_errors(refined, truth)[1]
+    assert bool((after < 0.6 * before).all()), (before, after)  # the unfitted frames improve too
+    shift = refined.translations - tracked.translations
+    assert torch.allclose(shift[1], shift[0] + (shift[3] - shift[0]) / 3, atol=1e-6)
+    assert torch.allclose(shift[2], shift[0] + 2 * (shift[3] - shift[0]) / 3, atol=1e-6)
