@@ -86,18 +86,24 @@ def run_train(args: argparse.Namespace) -> int:
     start = time.monotonic()
     destination = library.avatar_path(name)
     try:
-        avatar, own_mouth = build_from_source(args.source, name, args.preset, destination,
-                                              library.checkpoint_path(name), bar, resume=not args.restart)
+        avatar, notes = build_from_source(args.source, name, args.preset, destination,
+                                          library.checkpoint_path(name), bar, resume=not args.restart)
     finally:
         bar.close()
-    if own_mouth is False:
-        print("note: the video's speech could not be timed; this avatar talks with generic mouth shapes")
-    metrics = avatar.metrics
-    quality = (f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}" if "psnr" in metrics
-               else f"photo fit PSNR {metrics.get('fit_psnr_training_frame', float('nan')):.2f} dB (no held-out frames)")
+    for note in notes:
+        print(f"note: {note}")
     print(f"saved avatar {name!r} to {destination} in {(time.monotonic() - start) / 60:.1f} min: "
-          f"{avatar.num_gaussians} Gaussians, {quality}, render {metrics.get('render_fps', 0):.1f} FPS")
+          f"{avatar_summary(avatar)}")
     return 0
+
+
+def avatar_summary(avatar) -> str:
+    """'N Gaussians, held-out PSNR .. dB, SSIM .., render .. FPS' (a photo: its fit PSNR, no held-out frames)."""
+    metrics = avatar.metrics
+    fit = metrics.get("fit_psnr_training_frame", float("nan"))
+    quality = (f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}" if "psnr" in metrics
+               else f"photo fit PSNR {fit:.2f} dB (no held-out frames)")
+    return f"{avatar.num_gaussians} Gaussians, {quality}, render {metrics.get('render_fps', 0):.1f} FPS"
 
 
 def run_eval(args: argparse.Namespace) -> int:

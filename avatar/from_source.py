@@ -16,9 +16,10 @@ ProgressCallback = Callable[[str, float, dict], None]
 
 def build_from_source(source: str | Path, name: str, preset_name: str, destination: Path,
                       checkpoint: Path | None, progress: ProgressCallback | None = None,
-                      resume: bool = True) -> tuple[object, bool | None]:
-    """-> (the saved `avatar.model.Avatar`, whether a video's own mouth was learned: False when its speech could
-    not be timed, so it talks with generic mouth shapes; None for a photo, which has no speech to learn from)."""
+                      resume: bool = True) -> tuple[object, list[str]]:
+    """-> (the saved `avatar.model.Avatar`, notes for the user: what preprocessing noticed (a short or long
+    video, no audio, ...) and a video whose speech could not be timed, which then talks with generic mouth
+    shapes)."""
     from animation.mouth_calibration import learn_avatar_mouth
     from avatar.build import build_avatar_from_clip
     from avatar.photo import build_photo_avatar, photo_config
@@ -29,8 +30,11 @@ def build_from_source(source: str | Path, name: str, preset_name: str, destinati
     config = preset(preset_name)
     clip = preprocess(source, progress=lambda stage, fraction: report(stage, fraction, {}), show_bar=False,
                       holdout=Holdout(config.holdout_seconds, config.holdout_every))
+    notes = list(clip.meta.get("notes", []))
     if clip.num_frames == 1:
-        return build_photo_avatar(clip, name, destination, checkpoint, report, photo_config()), None
+        return build_photo_avatar(clip, name, destination, checkpoint, report, photo_config()), notes
     avatar, _ = build_avatar_from_clip(clip, name, config, destination, checkpoint, report, resume=resume)
     report("mouth from audio", 0.0, {})  # viseme shapes, the audio -> mouth model, its gain for this avatar
-    return avatar, learn_avatar_mouth(clip, avatar, destination) is not None
+    if learn_avatar_mouth(clip, avatar, destination) is None:
+        notes.append("the video's speech could not be timed; this avatar talks with generic mouth shapes")
+    return avatar, notes

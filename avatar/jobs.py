@@ -54,7 +54,9 @@ class JobRunner:
             self.catalog.update_job(job_id, status="running", stage="starting", progress=0.0, message="")
             try:
                 result = self._handlers[kind](job_id, job["params"])
-                self.catalog.update_job(job_id, status="done", stage="done", progress=1.0, result=result)
+                summary = result.get("summary", "") if isinstance(result, dict) else ""
+                self.catalog.update_job(job_id, status="done", stage="done", progress=1.0, result=result,
+                                        message=summary)
             except (ValueError, FileNotFoundError) as error:
                 self.catalog.update_job(job_id, status="failed", message=str(error))
             except Exception as error:  # a bug: keep the worker alive, show the message, log the trace
@@ -127,11 +129,16 @@ class JobRunner:
         from avatar.from_source import build_from_source
 
         name = params["name"]
-        avatar, _ = build_from_source(params["source"], name, params["preset"], library.avatar_path(name, self.home),
-                                      library.checkpoint_path(name, self.home), self._progress(job_id))
+        destination, checkpoint = library.avatar_path(name, self.home), library.checkpoint_path(name, self.home)
+        avatar, notes = build_from_source(params["source"], name, params["preset"], destination, checkpoint,
+                                          self._progress(job_id))
         Path(params["source"]).unlink(missing_ok=True)
         self.generator.forget(name)
-        return {"name": name, "gaussians": avatar.num_gaussians, "metrics": avatar.metrics}
+        from avatar.cli import avatar_summary
+
+        summary = "; ".join([avatar_summary(avatar), *notes])
+        return {"name": name, "gaussians": avatar.num_gaussians, "metrics": avatar.metrics, "notes": notes,
+                "summary": summary}
 
     def status(self, job_id: str) -> dict | None:
         return self.catalog.get_job(job_id)

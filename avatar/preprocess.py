@@ -31,7 +31,9 @@ class PreprocessConfig:
     """Options for preprocessing (saved with the clip)."""
 
     fps: float = 25.0
-    max_seconds: float | None = None  # only the first seconds of the video (None = all)
+    # only the first seconds of the video (None = all). Uploads past 2 min are cut, with a note: more adds
+    # little (20-60 s recommended) while memory and tracking time grow with it (60 s: 5.3 GB peak, `fast`)
+    max_seconds: float | None = 120.0
     min_seconds: float = video.MIN_VIDEO_SECONDS
     audio_sample_rate: int = 16000
     tracking: TrackingConfig = TrackingConfig()
@@ -242,6 +244,9 @@ def preprocess_video(path: str | Path, config: PreprocessConfig = PreprocessConf
     notes = [] if info.has_audio else ["the video has no audio track"]
     if info.duration_s < video.RECOMMENDED_VIDEO_SECONDS:
         notes.append(f"short video ({info.duration_s:.1f} s; {video.RECOMMENDED_VIDEO_SECONDS:.0f}-60 s recommended)")
+    if seconds < info.duration_s - 0.5:
+        notes.append(f"long video ({info.duration_s:.0f} s): only its first {seconds:.0f} s are used (20-60 s "
+                     f"recommended)")
     def audio_source() -> np.ndarray | None:
         return video.extract_audio(path, config.audio_sample_rate, seconds) if info.has_audio else None
 

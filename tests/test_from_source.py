@@ -1,0 +1,43 @@
+"""`avatar.from_source.build_from_source`: the upload -> avatar path of `train` and the studio."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+
+def test_a_video_trains_with_an_honest_held_out_score_and_notes(shared_data, tmp_path):
+    from avatar.from_source import build_from_source
+
+    video = shared_data / "video" / "retalking_face4_woman_6s.mp4"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the rig must not have seen the frames it is scored on
+        avatar, notes = build_from_source(video, "woman", "tiny", tmp_path / "avatars" / "woman", None)
+    assert (tmp_path / "avatars" / "woman" / "avatar.json").is_file()
+    assert avatar.metrics["held_out_frames"] > 0 and avatar.metrics["psnr"] > 10
+    assert any(note.startswith("short video (6.6 s") for note in notes), notes
+
+
+def test_long_uploads_are_cut_with_a_note(shared_data):
+    from avatar.preprocess import PreprocessConfig, preprocess_video
+
+    assert PreprocessConfig().max_seconds == 120.0  # the default every upload gets
+    clip = preprocess_video(shared_data / "video" / "aoc_wda_8s.mp4", PreprocessConfig(max_seconds=4.0),
+                            show_bar=False)
+    assert clip.num_frames == 100
+    assert any(note.startswith("long video (8 s): only its first 4 s are used") for note in clip.meta["notes"])
+
+
+def test_a_photo_takes_the_photo_path(shared_data, tmp_path, monkeypatch):
+    from avatar import from_source
+
+    built = {}
+
+    def fake_photo_build(clip, name, destination, checkpoint, progress, config):
+        built.update(frames=clip.num_frames, preset=config.preset)
+        return "photo avatar"
+
+    monkeypatch.setattr("avatar.photo.build_photo_avatar", fake_photo_build)
+    avatar, notes = from_source.build_from_source(shared_data / "portrait" / "obama_official_portrait.jpg", "p",
+                                                  "fast", tmp_path / "p", None)
+    assert avatar == "photo avatar" and built == {"frames": 1, "preset": "photo"} and isinstance(notes, list)
