@@ -77,7 +77,7 @@ class _Bar:
 
 def run_train(args: argparse.Namespace) -> int:
     from avatar import library
-    from avatar.from_source import build_from_source
+    from avatar.from_source import avatar_summary, build_from_source
 
     name = library.require_new_name(args.name, overwrite=args.overwrite)
     if not args.source.exists():
@@ -96,14 +96,6 @@ def run_train(args: argparse.Namespace) -> int:
           f"{avatar_summary(avatar)}")
     return 0
 
-
-def avatar_summary(avatar) -> str:
-    """'N Gaussians, held-out PSNR .. dB, SSIM .., render .. FPS' (a photo: its fit PSNR, no held-out frames)."""
-    metrics = avatar.metrics
-    fit = metrics.get("fit_psnr_training_frame", float("nan"))
-    quality = (f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}" if "psnr" in metrics
-               else f"photo fit PSNR {fit:.2f} dB (no held-out frames)")
-    return f"{avatar.num_gaussians} Gaussians, {quality}, render {metrics.get('render_fps', 0):.1f} FPS"
 
 
 def run_eval(args: argparse.Namespace) -> int:

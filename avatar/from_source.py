@@ -38,3 +38,12 @@ def build_from_source(source: str | Path, name: str, preset_name: str, destinati
     if learn_avatar_mouth(clip, avatar, destination) is None:
         notes.append("the video's speech could not be timed; this avatar talks with generic mouth shapes")
     return avatar, notes
+
+
+def avatar_summary(avatar) -> str:
+    """'N Gaussians, held-out PSNR .. dB, SSIM .., render .. FPS' (a photo: its fit PSNR, no held-out frames)."""
+    metrics = avatar.metrics
+    fit = metrics.get("fit_psnr_training_frame", float("nan"))
+    quality = (f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}" if "psnr" in metrics
+               else f"photo fit PSNR {fit:.2f} dB (no held-out frames)")
+    return f"{avatar.num_gaussians} Gaussians, {quality}, render {metrics.get('render_fps', 0):.1f} FPS"

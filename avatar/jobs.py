@@ -126,7 +126,7 @@ class JobRunner:
 
     def _run_train(self, job_id: str, params: dict) -> dict:
         from avatar import library
-        from avatar.from_source import build_from_source
+        from avatar.from_source import avatar_summary, build_from_source
 
         name = params["name"]
         destination, checkpoint = library.avatar_path(name, self.home), library.checkpoint_path(name, self.home)
@@ -134,8 +134,6 @@ class JobRunner:
                                           self._progress(job_id))
         Path(params["source"]).unlink(missing_ok=True)
         self.generator.forget(name)
-        from avatar.cli import avatar_summary
-
         summary = "; ".join([avatar_summary(avatar), *notes])
         return {"name": name, "gaussians": avatar.num_gaussians, "metrics": avatar.metrics, "notes": notes,
                 "summary": summary}
