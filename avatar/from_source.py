@@ -36,7 +36,9 @@ def build_from_source(source: str | Path, name: str, preset_name: str, destinati
     avatar, _ = build_avatar_from_clip(clip, name, config, destination, checkpoint, report, resume=resume)
     report("mouth from audio", 0.0, {})  # viseme shapes, the audio -> mouth model, its gain for this avatar
     if learn_avatar_mouth(clip, avatar, destination) is None:
-        notes.append("the video's speech could not be timed; this avatar talks with generic mouth shapes")
+        heard = clip.audio is not None and clip.audio.size > 0
+        notes.append(("the video's speech could not be timed" if heard else "with no speech to learn from") +
+                     "; this avatar talks with generic mouth shapes")
     return avatar, notes
 
 
