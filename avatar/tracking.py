@@ -106,6 +106,22 @@ class FaceTracker:
         boxes.sort(key=lambda row: -(row[2] - row[0]) * (row[3] - row[1]))
         return np.array(boxes, np.float32).reshape(-1, 5)
 
+    def face_down(self, frame: np.ndarray) -> np.ndarray | None:  # frame: [H, W, 3] uint8 -> [2] or None
+        """Unit vector (x, y) in pixels from the eyes' midpoint to the mouth of the largest face the full-range
+        detector finds (its keypoints), or None: (0, 1) for an upright face; which way is up in the picture."""
+        height, width = frame.shape[:2]
+        result = self._detector.process(np.ascontiguousarray(frame))
+        best, best_area = None, 0.0
+        for detection in result.detections or []:
+            box = detection.location_data.relative_bounding_box
+            area = box.width * width * box.height * height
+            points = np.array([(k.x * width, k.y * height) for k in detection.location_data.relative_keypoints])
+            if area > best_area and len(points) >= 4:  # right eye, left eye, nose tip, mouth centre, ears
+                best, best_area = points[3] - (points[0] + points[1]) / 2, area
+        if best is None or not np.linalg.norm(best) > 0:
+            return None
+        return best / np.linalg.norm(best)
+
     def _track_in_region(self, frame: np.ndarray) -> np.ndarray | None:
         box = self._last_box
         if box is None:

@@ -120,25 +120,34 @@ def require_video(info: MediaInfo, min_seconds: float = MIN_VIDEO_SECONDS) -> No
         )
 
 
+TURN_FILTERS = {0: "", 90: ",transpose=clock", 180: ",hflip,vflip", 270: ",transpose=cclock"}
+
+
 def iter_video_frames(
-    path: str | Path, fps: float = 25.0, max_seconds: float | None = None, info: MediaInfo | None = None
+    path: str | Path, fps: float = 25.0, max_seconds: float | None = None, info: MediaInfo | None = None,
+    turn: int = 0,
 ) -> Iterator[np.ndarray]:
     """Yield frames [H, W, 3] uint8 RGB at a constant `fps` (ffmpeg's fps filter: frame i = time i / fps, the
-    picture on screen at that time; rotation metadata applied).
+    picture on screen at that time; rotation metadata applied), then turned `turn` degrees clockwise (0, 90,
+    180, 270: for files filmed sideways without rotation metadata, see `avatar.preprocess.upright_turn`).
 
     Streams through a pipe, so a long clip never sits in memory whole. Raises ValueError if ffmpeg fails
     before producing a single frame (a corrupt file).
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    if turn not in TURN_FILTERS:
+        raise ValueError(f"turn must be one of {sorted(TURN_FILTERS)} degrees, got {turn}")
     info = info or probe_media(path)
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path)]
     if max_seconds is not None:
         command += ["-t", f"{max_seconds:.3f}"]
     # start_time=0: frame i shows container time i / fps, the clock the audio track starts on (a VFR clip's
     # first picture may come 33 ms after its first audio sample).
-    command += ["-an", "-sn", "-vf", f"fps={fps}:start_time=0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    frame_bytes = info.width * info.height * 3
+    command += ["-an", "-sn", "-vf", f"fps={fps}:start_time=0{TURN_FILTERS[turn]}", "-f", "rawvideo", "-pix_fmt",
+                "rgb24", "-"]
+    height, width = (info.width, info.height) if turn in (90, 270) else (info.height, info.width)
+    frame_bytes = width * height * 3
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     count = 0
     try:
@@ -148,7 +157,7 @@ def iter_video_frames(
             if len(buffer) < frame_bytes:
                 break
             count += 1
-            yield np.frombuffer(buffer, np.uint8).reshape(info.height, info.width, 3)
+            yield np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
     finally:
         if process.poll() is None:
             process.kill()

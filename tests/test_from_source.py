@@ -41,3 +41,29 @@ def test_a_photo_takes_the_photo_path(shared_data, tmp_path, monkeypatch):
     avatar, notes = from_source.build_from_source(shared_data / "portrait" / "obama_official_portrait.jpg", "p",
                                                   "fast", tmp_path / "p", None)
     assert avatar == "photo avatar" and built == {"frames": 1, "preset": "photo"} and isinstance(notes, list)
+
+
+def test_a_sideways_video_without_rotation_metadata_is_turned_upright(shared_data, tmp_path):
+    import subprocess
+
+    import numpy as np
+
+    from avatar import video
+    from avatar.preprocess import PreprocessConfig, preprocess_video, upright_turn
+
+    source = shared_data / "video" / "retalking_face4_woman_6s.mp4"
+    sideways = tmp_path / "sideways.mp4"  # the picture turned a quarter counter-clockwise, no metadata to undo it
+    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), "-t", "3.5", "-vf",
+                    "transpose=cclock", "-map_metadata", "-1", "-c:v", "libx264", "-crf", "18", "-c:a", "aac",
+                    str(sideways)], check=True)
+    info = video.probe_media(sideways)
+    assert info.rotation_deg == 0  # (the clip is square: only the face shows which way is up)
+    upright = next(video.iter_video_frames(source, 25.0, 0.2))
+    turned = next(video.iter_video_frames(sideways, 25.0, 0.2, info, turn=90))
+    assert turned.shape == upright.shape
+    assert np.abs(turned.astype(int) - upright.astype(int)).mean() < 4  # the same picture, re-encoded once
+    assert upright_turn(sideways, info, PreprocessConfig()) == 90
+    assert upright_turn(source, video.probe_media(source), PreprocessConfig()) == 0
+    clip = preprocess_video(sideways, PreprocessConfig(min_seconds=3.0), show_bar=False)
+    assert clip.valid.mean() > 0.9
+    assert any("turned 90 degrees clockwise" in note for note in clip.meta["notes"])
