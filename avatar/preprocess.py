@@ -281,6 +281,17 @@ def upright_turn(path: str | Path, info, config: PreprocessConfig, samples: int 
     return 0
 
 
+def _photo_turn(tracker, image: np.ndarray) -> int:
+    """Clockwise degrees that make the photo's face [H, W, 3] upright: from its eyes -> mouth direction, or, when
+    the detector finds no face as it is, the first turn under which it finds one (it misses faces on their side);
+    0 if none (tracking then reports no face)."""
+    for turn in (0, 90, 270, 180):
+        down = tracker.face_down(np.ascontiguousarray(np.rot90(image, k=-turn // 90)))
+        if down is not None:
+            return (turn + _turn_for(down)) % 360
+    return 0
+
+
 def _turn_for(down: np.ndarray) -> int:
     """Clockwise turn that points the face-down vector [2] (x, y; y grows downwards) downwards."""
     if abs(down[1]) >= abs(down[0]):
@@ -295,9 +306,17 @@ def preprocess_photo(path: str | Path, config: PreprocessConfig = PreprocessConf
     stages.report("probe", 0.0)
     image = video.load_image(path)
     info = video.probe_media(path)
+    notes = []
+    with tracking.FaceTracker(static=True, config=config.tracking) as tracker:
+        turn = _photo_turn(tracker, image)
+    if turn:  # a sideways photo whose EXIF orientation was stripped
+        image = np.ascontiguousarray(np.rot90(image, k=-turn // 90))  # k < 0: clockwise
+        info = replace(info, width=image.shape[1], height=image.shape[0])
+        notes.append(f"the photo was sideways or upside down: turned {turn} degrees clockwise, where its face was "
+                     f"found")
     raw = tracking.track_frames([image], static=True, config=config.tracking)
     stages.report("track", 1.0)
-    return _finish(raw, lambda: iter([image]), lambda: None, info, config, stages, [])
+    return _finish(raw, lambda: iter([image]), lambda: None, info, config, stages, notes)
 
 
 def _finish(raw: tracking.RawTrack, frame_source: Callable, audio_source: Callable, info: video.MediaInfo,

@@ -67,3 +67,21 @@ def test_a_sideways_video_without_rotation_metadata_is_turned_upright(shared_dat
     clip = preprocess_video(sideways, PreprocessConfig(min_seconds=3.0), show_bar=False)
     assert clip.valid.mean() > 0.9
     assert any("turned 90 degrees clockwise" in note for note in clip.meta["notes"])
+
+
+def test_a_sideways_photo_is_turned_upright(shared_data, tmp_path):
+    import cv2
+    import numpy as np
+
+    from avatar.preprocess import preprocess_photo
+    from avatar.video import load_image
+
+    upright = load_image(shared_data / "portrait" / "obama_official_portrait.jpg")
+    for k, turn in ((1, 90), (-1, 270), (2, 180)):  # np.rot90 k=1: a quarter counter-clockwise
+        path = tmp_path / f"turned{k}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(np.rot90(upright, k=k), cv2.COLOR_RGB2BGR))
+        clip = preprocess_photo(path, show_bar=False)
+        assert bool(clip.valid[0]), turn
+        assert any(f"turned {turn} degrees clockwise" in note for note in clip.meta["notes"]), clip.meta["notes"]
+    clip = preprocess_photo(shared_data / "portrait" / "obama_official_portrait.jpg", show_bar=False)
+    assert not any("turned" in note for note in clip.meta["notes"])
