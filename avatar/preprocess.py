@@ -275,9 +275,10 @@ def upright_turn(path: str | Path, info, config: PreprocessConfig, samples: int 
             votes = [_turn_for(down) for down in downs]
             return max(set(votes), key=votes.count)
         for turn in (90, 270, 180):
-            if any(tracker.face_down(frame) is not None
-                   for frame in video.iter_video_frames(path, samples / span, span, info, turn)):
-                return turn
+            for frame in video.iter_video_frames(path, samples / span, span, info, turn):
+                down = tracker.face_down(frame)
+                if down is not None:
+                    return (turn + _turn_for(down)) % 360
     return 0
 
 
