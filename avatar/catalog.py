@@ -134,21 +134,22 @@ class Catalog:
     def list_videos(self, limit: int = 50) -> list[dict]:
         return self._rows("SELECT * FROM videos ORDER BY created DESC LIMIT ?", (limit,))
 
-    def get_video(self, video_id: str) -> dict:
-        """The library row of a video; ValueError if there is none (or its file is gone)."""
+    def _video_row(self, video_id: str) -> dict:
         rows = self._rows("SELECT * FROM videos WHERE id = ?", (str(video_id),))
         if not rows:
             raise ValueError(f"unknown video {video_id!r}; `python app.py videos` lists them")
-        if not Path(rows[0]["path"]).is_file():
-            raise ValueError(f"video {video_id!r} is in the library but its file {rows[0]['path']} is gone")
         return rows[0]
+
+    def get_video(self, video_id: str) -> dict:
+        """The library row of a video; ValueError if there is none (or its file is gone)."""
+        row = self._video_row(video_id)
+        if not Path(row["path"]).is_file():
+            raise ValueError(f"video {video_id!r} is in the library but its file {row['path']} is gone")
+        return row
 
     def delete_video(self, video_id: str) -> None:
         """Remove a video's row and its MP4 (only a file inside the data folder's videos/ is ever removed)."""
-        rows = self._rows("SELECT * FROM videos WHERE id = ?", (str(video_id),))
-        if not rows:
-            raise ValueError(f"unknown video {video_id!r}; `python app.py videos` lists them")
-        path = Path(rows[0]["path"])
+        path = Path(self._video_row(video_id)["path"])
         self._write("DELETE FROM videos WHERE id = ?", (str(video_id),))
         if path.resolve().parent == (self.home / "videos").resolve():
             path.unlink(missing_ok=True)

@@ -53,16 +53,10 @@ def check_enhance_kind(kind: str) -> str:
     return kind
 
 
-def wants_face(kind: str) -> bool:
-    return "face" in enhance_parts(kind)
-
-
-def wants_upscale(kind: str) -> bool:
-    return "upscale" in enhance_parts(kind)
-
-
-def wants_lips(kind: str) -> bool:
-    return "lips" in enhance_parts(kind)
+# each part's field in `Enhancers` and the module that loads its model (by name: imported only when used)
+PART_FIELDS = {"upscale": "upscaler", "lips": "lips", "face": "face"}
+PART_MODULES = {"upscale": ("render.realesrgan", "RealESRGAN"), "lips": ("render.wav2lip", "Wav2Lip"),
+                "face": ("render.gfpgan", "GFPGAN")}
 
 
 @dataclass(frozen=True)
@@ -74,31 +68,31 @@ class Enhancers:
     upscaler: object | None = None
     lips: object | None = None
 
+    def model(self, part: str):
+        """The model of one part of `ENHANCE_PARTS` (None if not loaded)."""
+        return getattr(self, PART_FIELDS[part])
+
     def describe(self) -> list[str]:
-        return [model.describe() for model in (self.upscaler, self.lips, self.face) if model is not None]
+        return [model.describe() for model in map(self.model, ENHANCE_PARTS) if model is not None]
 
 
 def missing_weights(kind: str) -> str | None:
     """A sentence naming the weights `kind` needs and does not find (None: all there). Cheap: no model loads."""
-    from render import gfpgan, realesrgan, wav2lip
+    import importlib
 
-    modules = {"upscale": realesrgan, "lips": wav2lip, "face": gfpgan}
-    missing = [modules[part].missing_message() for part in enhance_parts(kind) if modules[part].find_weights() is None]
-    return " ".join(missing) or None
+    modules = [importlib.import_module(PART_MODULES[part][0]) for part in enhance_parts(kind)]
+    return " ".join(module.missing_message() for module in modules if module.find_weights() is None) or None
 
 
 def load_enhancers(kind: str) -> Enhancers:
     """The models `kind` needs, from their default folders (FileNotFoundError with a sentence when absent)."""
-    from render.gfpgan import GFPGAN
-    from render.realesrgan import RealESRGAN
-    from render.wav2lip import Wav2Lip
+    import importlib
 
     problem = missing_weights(kind)
     if problem:
         raise FileNotFoundError(problem)
-    return Enhancers(face=GFPGAN.load() if wants_face(kind) else None,
-                     upscaler=RealESRGAN.load() if wants_upscale(kind) else None,
-                     lips=Wav2Lip.load() if wants_lips(kind) else None)
+    return Enhancers(**{PART_FIELDS[part]: getattr(importlib.import_module(module), name).load()
+                        for part, (module, name) in PART_MODULES.items() if part in enhance_parts(kind)})
 
 
 def chosen_models(kind: str, enhancers: Enhancers | None) -> Enhancers:
@@ -106,14 +100,11 @@ def chosen_models(kind: str, enhancers: Enhancers | None) -> Enhancers:
     if kind == "none":
         return Enhancers()
     enhancers = enhancers if enhancers is not None else load_enhancers(kind)
-    chosen = Enhancers(face=enhancers.face if wants_face(kind) else None,
-                       upscaler=enhancers.upscaler if wants_upscale(kind) else None,
-                       lips=enhancers.lips if wants_lips(kind) else None)
-    absent = [part for part, model in (("face", chosen.face), ("upscale", chosen.upscaler), ("lips", chosen.lips))
-              if part in enhance_parts(kind) and model is None]
+    parts = enhance_parts(kind)
+    absent = [part for part in parts if enhancers.model(part) is None]
     if absent:
         raise ValueError(f"enhance {kind!r} needs models that were not loaded: {', '.join(absent)}")
-    return chosen
+    return Enhancers(**{PART_FIELDS[part]: enhancers.model(part) for part in parts})
 
 
 def face_points(vertices: Tensor, camera) -> np.ndarray:

@@ -121,18 +121,15 @@ class Generator:
         """`render.enhance.Enhancers` for `kind`, each model loaded once (None for "none")."""
         if kind == "none":
             return None
-        from render.enhance import Enhancers, enhance_parts, load_enhancers
+        from render.enhance import PART_FIELDS, Enhancers, enhance_parts, load_enhancers
 
+        parts = enhance_parts(kind)
         with self._lock:
-            wanted = [part for part in enhance_parts(kind) if part not in self._enhancers]
+            wanted = [part for part in parts if part not in self._enhancers]
             if wanted:
                 loaded = load_enhancers("+".join(wanted))
-                self._enhancers.update({part: model for part, model in
-                                        (("face", loaded.face), ("upscale", loaded.upscaler), ("lips", loaded.lips))
-                                        if model is not None})
-            return Enhancers(**{slot: self._enhancers[part] for part, slot in
-                                (("face", "face"), ("upscale", "upscaler"), ("lips", "lips"))
-                                if part in enhance_parts(kind)})
+                self._enhancers.update({part: loaded.model(part) for part in wanted})
+            return Enhancers(**{PART_FIELDS[part]: self._enhancers[part] for part in parts})
 
     def forget(self, name: str) -> None:
         with self._lock:

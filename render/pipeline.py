@@ -175,16 +175,16 @@ def render_frames(avatar, motion, background: BackgroundSpec | None = None, opti
                 colors = None
                 if lids is not None:
                     colors = colors_for_blink(avatar.gaussians["colors"], lids, float(motion.blink[start + i]))
-                if upscaler is not None:
+                if upscaling:
                     out = avatar.render(vertices[i], black, camera=camera, backend=options.backend, colors=colors)
-                    small = out.color + (1 - out.alpha[..., None]) * small_bg
-                    small = (small.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-                    start_enhance = time.perf_counter()
-                    color = torch.from_numpy(upscale_over(small, out.alpha.numpy(), bg.numpy(), upscaler))
-                    enhance_seconds += time.perf_counter() - start_enhance
-                elif upscaling:
-                    out = avatar.render(vertices[i], black, camera=camera, backend=options.backend, colors=colors)
-                    color = _upscale_over(out.color, out.alpha, bg)
+                    if upscaler is None:
+                        color = _upscale_over(out.color, out.alpha, bg)
+                    else:
+                        small = out.color + (1 - out.alpha[..., None]) * small_bg
+                        small = (small.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+                        start_enhance = time.perf_counter()
+                        color = torch.from_numpy(upscale_over(small, out.alpha.numpy(), bg.numpy(), upscaler))
+                        enhance_seconds += time.perf_counter() - start_enhance
                 else:
                     color = avatar.render(vertices[i], bg, camera=camera, backend=options.backend, colors=colors).color
                 batch[i] = (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
